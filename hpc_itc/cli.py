@@ -1,0 +1,179 @@
+"""Command line: ``python -m hpc_itc INPUT.toml`` and the subcommands.
+
+    python -m hpc_itc INPUT.toml             run the pipeline (also under srun / mpiexec)
+    python -m hpc_itc run INPUT.toml         the same
+    python -m hpc_itc validate INPUT.toml    check the input only; touches nothing
+    python -m hpc_itc inspect RESULT.h5 [--json]
+    python -m hpc_itc export RESULT.h5 OUT.extxyz [--stage structure|relax]
+    python -m hpc_itc schema                 print the input reference (Markdown)
+
+Exit status: 0 success, 2 bad input (one line on stderr naming the key), 1 failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import time
+from pathlib import Path
+
+from . import __version__
+from .errors import InputError
+
+SUBCOMMANDS = ("run", "validate", "inspect", "export", "schema")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m hpc_itc", description="Interfacial thermal conductance from a machine-learned potential.")
+    p.add_argument("--version", action="version", version=f"hpc_itc {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+    r = sub.add_parser("run", help="run the pipeline described by a TOML input")
+    r.add_argument("input")
+    v = sub.add_parser("validate", help="check a TOML input without running anything")
+    v.add_argument("input")
+    i = sub.add_parser("inspect", help="summarise a results file")
+    i.add_argument("result")
+    i.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    e = sub.add_parser("export", help="write a stored structure as extxyz (or any ASE format by extension)")
+    e.add_argument("result")
+    e.add_argument("out")
+    e.add_argument("--stage", choices=("structure", "relax"), default="relax")
+    sub.add_parser("schema", help="print the input-file reference")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] not in SUBCOMMANDS and not argv[0].startswith("-"):
+        argv = ["run", *argv]
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "run":
+            return _run(args.input)
+        if args.command == "validate":
+            return _validate(args.input)
+        if args.command == "inspect":
+            from .inspect import inspect_file
+
+            return inspect_file(args.result, as_json=args.json)
+        if args.command == "export":
+            return _export(args.result, args.out, args.stage)
+        if args.command == "schema":
+            from .config import schema_markdown
+
+            print(schema_markdown())
+            return 0
+    except InputError as exc:
+        print(f"error: {exc.key}: {exc.message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted; finished work is checkpointed, rerun the same command to resume", file=sys.stderr)
+        return 130
+    return 1
+
+
+def _validate(path: str) -> int:
+    from . import config, mlip
+    from .structure import InterfaceSpec, elements_needed
+
+    cfg = config.load(path)
+    mlip.check_elements(cfg.model, elements_needed(InterfaceSpec.from_config(cfg["structure"])))
+    print(f"ok: {path} is a valid hpc_itc input (results file {cfg.output_path})")
+    return 0
+
+
+def _export(result: str, out: str, stage: str) -> int:
+    import h5py
+    from ase import Atoms
+    from ase.io import write
+
+    from .results import read_str_array
+
+    path = Path(result)
+    if not path.is_file():
+        raise InputError("result", f"'{result}' not found; give a results file written by hpc_itc")
+    with h5py.File(path, "r") as f:
+        if stage not in f or not f[stage].attrs.get("complete", False):
+            raise InputError("--stage", f"the file has no finished '{stage}' stage; stages present: {', '.join(k for k in f if f[k].attrs.get('complete', False)) or 'none'}")
+        g = f[stage]
+        atoms = Atoms(read_str_array(g["symbols"]), positions=g["positions"][()], cell=g["cell"][()], pbc=True)
+        for name in ("region", "side", "layer_from_interface"):
+            atoms.new_array(name, g[name][()])
+    write(out, atoms)
+    print(f"wrote {len(atoms)} atoms to {out}")
+    return 0
+
+
+def _on_sigterm(signum, frame):  # noqa: ARG001
+    raise SystemExit(143)
+
+
+def _run(path: str) -> int:
+    from . import config
+    from . import log as logmod
+    from .parallel import world
+    from .pipeline import Context, model_fingerprint, stage_force_constants, stage_relax, stage_structure
+    from .results import ResultsFile
+
+    comm = world()
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        cfg = config.load(path)
+    except InputError as exc:
+        if comm.rank == 0:
+            print(f"error: {exc.key}: {exc.message}", file=sys.stderr)
+        return 2
+    logmod.setup(comm.rank, cfg["run"]["log_level"])
+    log = logmod.get("run")
+    ctx = Context(cfg=cfg, results=ResultsFile(cfg.output_path), comm=comm)
+    def stage_transport(ctx_: Context) -> None:
+        from .transport.stage import stage_transport as run_transport
+
+        run_transport(ctx_)
+
+    stages = {"structure": stage_structure, "relax": stage_relax, "force_constants": stage_force_constants, "transport": stage_transport}
+    t0 = time.monotonic()
+    try:
+        def prepare() -> str:
+            from . import mlip
+            from .structure import elements_needed
+
+            mlip.check_elements(cfg.model, elements_needed(ctx.spec))
+            sha = cfg.sha256(extra=model_fingerprint(cfg.model))
+            ctx.results.check_or_create(sha, cfg.to_toml())
+            return sha
+
+        ctx.input_sha256 = ctx.on_root(prepare)
+        if comm.rank == 0:
+            log.info("hpc_itc %s: input %s (sha256 %s), results %s, %d rank(s)", __version__, path, ctx.input_sha256[:12], cfg.output_path, comm.size)
+        for name in cfg["run"]["stages"]:
+            if ctx.results.is_complete(name):
+                if comm.rank == 0:
+                    log.info("stage %s: already in %s, skipped", name, cfg.output_path.name)
+                continue
+            missing = [st for st in config.STAGES[: config.STAGES.index(name)] if not ctx.results.is_complete(st)]
+            if missing:
+                raise InputError("run.stages", f"stage '{name}' needs {', '.join(missing)} first; add them to run.stages")
+            if comm.rank == 0:
+                log.info("stage %s: starting", name)
+            stages[name](ctx)
+            comm.barrier()
+        if comm.rank == 0:
+            log.info("done in %.1f s; summary: python -m hpc_itc inspect %s", time.monotonic() - t0, cfg.output_path)
+        return 0
+    except InputError as exc:
+        if comm.rank == 0:
+            print(f"error: {exc.key}: {exc.message}", file=sys.stderr)
+        return 2
+    except SystemExit as exc:
+        if comm.rank == 0:
+            print("error: terminated (SIGTERM); finished work is checkpointed, rerun the same command to resume", file=sys.stderr)
+        return int(exc.code or 143)
+    except Exception as exc:  # noqa: BLE001
+        print(f"error: rank {comm.rank}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        if comm.size > 1:
+            comm.Abort(1)
+        raise

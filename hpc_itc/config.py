@@ -1,0 +1,322 @@
+"""The TOML input: schema, validation, normalisation and hash.
+
+The schema below is the single source of truth: validation, defaults, the
+documentation page (``docs/input.md``, written by ``python -m hpc_itc schema``)
+and the input hash all come from it.  Every problem is reported as an
+:class:`~hpc_itc.errors.InputError` naming the dotted key and what is allowed.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import math
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from .errors import InputError
+
+MATERIALS = ("cu", "diamond")
+STAGES = ("structure", "relax", "force_constants", "transport")
+DIRECTIONS = ("left_to_right", "right_to_left")
+OPTIMIZERS = ("FIRE", "BFGS", "LBFGS")
+
+
+@dataclass(frozen=True)
+class Key:
+    """One input key: its type, default, allowed values and documentation."""
+
+    kind: str  # "int", "float", "bool", "str", "path", "int_list", "float_list", "str_list"
+    default: Any
+    doc: str
+    unit: str = ""
+    minimum: float | None = None  # inclusive unless exclusive_min
+    exclusive_min: bool = False
+    maximum: float | None = None
+    choices: tuple | None = None
+    length: int | None = None  # exact list length
+    min_length: int = 1
+    required: bool = False
+    hashed: bool = True  # part of the physics: changes the input hash
+    check: Callable[[Any], str | None] | None = field(default=None, compare=False)
+
+    def allowed(self) -> str:
+        """Human description of what is allowed, for error messages and docs."""
+        kinds = {
+            "int": "an integer", "float": "a number", "bool": "true or false",
+            "str": "a string", "path": "a file path (string)",
+            "int_list": "a list of integers", "float_list": "a list of numbers",
+            "str_list": "a list of strings",
+        }
+        parts = [kinds[self.kind]]
+        if self.length:
+            parts.append(f"of length {self.length}")
+        if self.choices:
+            parts.append("one of " + ", ".join(repr(c) for c in self.choices))
+        if self.minimum is not None:
+            parts.append(("> " if self.exclusive_min else ">= ") + _fmt(self.minimum))
+        if self.maximum is not None:
+            parts.append("<= " + _fmt(self.maximum))
+        return " ".join(parts)
+
+
+def _fmt(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else str(x)
+
+
+SCHEMA: dict[str, dict[str, Key]] = {
+    "run": {
+        "output": Key("path", "results.h5", "Results file (HDF5). Relative paths are relative to the input file's folder.", hashed=False),
+        "stages": Key("str_list", list(STAGES), "Stages to run, in pipeline order; a stage needs the ones before it (already in the file or run now).", choices=STAGES, hashed=False),
+        "log_level": Key("str", "info", "Logging verbosity.", choices=("debug", "info", "warning"), hashed=False),
+        "progress_seconds": Key("float", 30.0, "Interval between progress lines on long stages.", unit="s", minimum=0.1, hashed=False),
+    },
+    "structure": {
+        "left_material": Key("str", "cu", "Material of the left lead and the left half of the device.", choices=MATERIALS),
+        "right_material": Key("str", "diamond", "Material of the right lead and the right half of the device.", choices=MATERIALS),
+        "n_cells_left": Key("int", 6, "(001) layers of primitive cells of the left material in the device (paper: 42).", minimum=1),
+        "n_cells_right": Key("int", 6, "(001) layers of primitive cells of the right material in the device (paper: 42).", minimum=1),
+        "buffer_cells": Key("int", 4, "Extra bulk layers outside the device on each side, held fixed in the relaxation so the device ends stay bulk-like.", minimum=1),
+        "inplane_repeat": Key("int_list", [1, 1], "In-plane repetition n x m of the square primitive (001) cell (side a/sqrt(2)).", length=2, minimum=1),
+        "lattice_constant_left_A": Key("float", 0.0, "Cubic lattice constant of the left material; 0 takes the experimental value (Cu 3.615, diamond 3.567).", unit="Å", minimum=0.0),
+        "lattice_constant_right_A": Key("float", 0.0, "Cubic lattice constant of the right material; 0 takes the experimental value.", unit="Å", minimum=0.0),
+        "strained_side": Key("str", "left", "Which side is strained in-plane to the other's lattice.", choices=("left", "right")),
+        "interface_spacing_A": Key("float", 1.8, "Distance along z between the last atomic plane of the left material and the first of the right.", unit="Å", minimum=0.5, maximum=5.0),
+        "interface_shift_frac": Key("float_list", [0.5, 0.5], "In-plane offset of the right material's first plane from the left's last layer origin, in units of the primitive in-plane vectors.", length=2),
+        "n_fraction": Key("float", 0.0, "Fraction x of the terminal diamond carbon plane replaced by N (0 bare, 1 full).", minimum=0.0, maximum=1.0),
+        "n_seed": Key("int", 0, "Seed for the reproducible choice of N sites when 0 < x < 1.", minimum=0),
+        "vacuum_A": Key("float", 12.0, "Vacuum added along z to the slab used for relaxation and device force constants.", unit="Å", minimum=6.0),
+    },
+    "mlip": {
+        "model": Key("str", "default", "MACE model: 'default' (shipped with hpc_itc), a model file path (relative to the input file), or a MACE foundation-model name where downloads work.", required=False),
+        "device": Key("str", "cpu", "Torch device for force evaluations.", choices=("cpu", "cuda"), hashed=False),
+        "dtype": Key("str", "float64", "Floating-point precision of force evaluations.", choices=("float64", "float32")),
+        "num_threads": Key("int", 0, "Torch threads per rank; 0 lets hpc_itc choose (cores / ranks on the node).", minimum=0, hashed=False),
+    },
+    "relax": {
+        "fmax_eV_A": Key("float", 0.02, "Force convergence threshold of the relaxation (paper: 0.02).", unit="eV/Å", minimum=0.0, exclusive_min=True),
+        "max_steps": Key("int", 500, "Maximum optimizer steps.", minimum=1),
+        "optimizer": Key("str", "FIRE", "ASE optimizer.", choices=OPTIMIZERS),
+        "lattice": Key("str", "model", "'model': relax bulk lattice constants with the MLIP before building the interface; 'input': keep the input lattice constants.", choices=("model", "input")),
+    },
+    "force_constants": {
+        "displacement_A": Key("float", 0.01, "Finite-displacement amplitude.", unit="Å", minimum=1e-4, maximum=0.1),
+        "supercell_inplane": Key("int", 0, "In-plane supercell of the device's in-plane cell for the finite displacements; 0 picks the smallest one whose half-width exceeds cutoff_A.", minimum=0),
+        "cutoff_A": Key("float", 4.5, "Radius beyond which force constants are dropped (then the acoustic sum rule is re-imposed); sets the principal-layer thickness.", unit="Å", minimum=1.0, maximum=15.0),
+        "symprec": Key("float", 1e-5, "Symmetry tolerance for phonopy.", unit="Å", minimum=1e-8, maximum=0.1),
+    },
+    "transport": {
+        "q_mesh": Key("int_list", [8, 8, 8], "Uniform mesh of each incident lead's primitive Brillouin zone, N1 x N2 (in-plane) x N3 (paper: 20 20 20).", length=3, minimum=1),
+        "directions": Key("str_list", list(DIRECTIONS), "Incidence directions: from the left lead, from the right lead.", choices=DIRECTIONS),
+        "temperatures_K": Key("float_list", [300.0], "Temperatures for h(T).", unit="K", minimum=0.0, exclusive_min=True),
+        "frequency_bin_THz": Key("float", 0.25, "Bin width of the spectral transmittance and cumulative conductance grids.", unit="THz", minimum=0.0, exclusive_min=True),
+        "block_size": Key("int", 4, "In-plane k points per work block (the unit of distribution and checkpointing).", minimum=1, hashed=False),
+    },
+}
+
+DEFAULT_LATTICE_A = {"cu": 3.615, "diamond": 3.567}
+ELEMENTS = {"cu": ("Cu",), "diamond": ("C",)}
+
+
+@dataclass
+class RunConfig:
+    """Validated, normalised input with every default filled in."""
+
+    data: dict[str, dict[str, Any]]
+    source: Path  # the input file
+    base_dir: Path  # folder that relative paths are relative to
+
+    def __getitem__(self, section: str) -> dict[str, Any]:
+        return self.data[section]
+
+    @property
+    def output_path(self) -> Path:
+        return _resolve(self.base_dir, self.data["run"]["output"])
+
+    @property
+    def model(self) -> str:
+        """Model spec for :mod:`hpc_itc.mlip`: 'default', a foundation name or an absolute path."""
+        spec = self.data["mlip"]["model"]
+        candidate = _resolve(self.base_dir, spec)
+        return str(candidate) if candidate.exists() else spec
+
+    def hashed_view(self) -> dict[str, Any]:
+        """The part of the input that determines the physics (what the hash covers)."""
+        view: dict[str, Any] = {}
+        for section, keys in SCHEMA.items():
+            sub = {k: self.data[section][k] for k, spec in keys.items() if spec.hashed}
+            if sub:
+                view[section] = sub
+        return view
+
+    def sha256(self, extra: dict[str, Any] | None = None) -> str:
+        """Hash of the normalised physics input (plus e.g. the model file's hash)."""
+        payload = self.hashed_view()
+        if extra:
+            payload = {**payload, "_extra": extra}
+        text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    def to_toml(self) -> str:
+        """The normalised input as TOML text (stored in the results file)."""
+        import tomli_w
+
+        return tomli_w.dumps(self.data)
+
+    def lattice_constant(self, side: str) -> float:
+        s = self.data["structure"]
+        value = s[f"lattice_constant_{side}_A"]
+        return value if value > 0 else DEFAULT_LATTICE_A[s[f"{side}_material"]]
+
+
+def _resolve(base: Path, value: str) -> Path:
+    p = Path(value).expanduser()
+    return p if p.is_absolute() else (base / p)
+
+
+def load(path: str | Path) -> RunConfig:
+    """Read and validate a TOML input file; raise InputError on any problem."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError("input", f"file '{path}' not found; give the path of a TOML input file")
+    try:
+        with path.open("rb") as fh:
+            raw = tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise InputError("input", f"'{path}' is not valid TOML ({exc})") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError("input", f"cannot read '{path}' ({exc.__class__.__name__})") from None
+    return validate(raw, source=path.resolve(), base_dir=path.resolve().parent)
+
+
+def validate(raw: dict[str, Any], source: Path | None = None, base_dir: Path | None = None) -> RunConfig:
+    """Check ``raw`` (a parsed TOML document) against the schema and fill defaults."""
+    if not isinstance(raw, dict):
+        raise InputError("input", "the input must be a TOML document of tables")
+    unknown = sorted(set(raw) - set(SCHEMA))
+    if unknown:
+        raise InputError(unknown[0], f"unknown table; allowed tables are {', '.join(SCHEMA)}")
+    data: dict[str, dict[str, Any]] = {}
+    for section, keys in SCHEMA.items():
+        given = raw.get(section, {})
+        if not isinstance(given, dict):
+            raise InputError(section, "must be a table ([%s])" % section)
+        extra = sorted(set(given) - set(keys))
+        if extra:
+            raise InputError(f"{section}.{extra[0]}", f"unknown key; allowed keys in [{section}] are {', '.join(keys)}")
+        data[section] = {}
+        for name, spec in keys.items():
+            dotted = f"{section}.{name}"
+            if name in given:
+                data[section][name] = _check_value(dotted, spec, given[name])
+            elif spec.required:
+                raise InputError(dotted, f"is required: {spec.allowed()}")
+            else:
+                data[section][name] = copy.deepcopy(spec.default)
+    base = base_dir or Path.cwd()
+    _cross_checks(data, base)
+    return RunConfig(data=data, source=source or Path("<memory>"), base_dir=base)
+
+
+def _check_value(dotted: str, spec: Key, value: Any) -> Any:
+    def bad() -> InputError:
+        return InputError(dotted, f"got {value!r}; allowed: {spec.allowed()}")
+
+    if spec.kind in ("int", "float", "bool", "str", "path"):
+        return _check_scalar(dotted, spec, spec.kind, value, bad)
+    # lists
+    if not isinstance(value, list):
+        raise bad()
+    if spec.length is not None and len(value) != spec.length:
+        raise bad()
+    if len(value) < spec.min_length:
+        raise bad()
+    item_kind = spec.kind.split("_")[0]
+    items = [_check_scalar(dotted, spec, item_kind, v, bad) for v in value]
+    if spec.kind == "str_list" and len(set(items)) != len(items):
+        raise InputError(dotted, f"got {value!r}; entries must not repeat")
+    return items
+
+
+def _check_scalar(dotted: str, spec: Key, kind: str, value: Any, bad: Callable[[], InputError]) -> Any:
+    if kind == "bool":
+        if not isinstance(value, bool):
+            raise bad()
+        return value
+    if kind in ("str", "path"):
+        if not isinstance(value, str) or not value.strip():
+            raise bad()
+        if spec.choices and value not in spec.choices:
+            raise bad()
+        return value
+    if isinstance(value, bool):
+        raise bad()
+    if kind == "int":
+        if not isinstance(value, int):
+            raise bad()
+    elif kind == "float":
+        if not isinstance(value, (int, float)):
+            raise bad()
+        value = float(value)
+        if not math.isfinite(value):
+            raise bad()
+    if spec.minimum is not None:
+        if value < spec.minimum or (spec.exclusive_min and value == spec.minimum):
+            raise bad()
+    if spec.maximum is not None and value > spec.maximum:
+        raise bad()
+    return value
+
+
+def _cross_checks(data: dict[str, dict[str, Any]], base: Path) -> None:
+    """Checks that involve more than one key."""
+    s = data["structure"]
+    x = s["n_fraction"]
+    if x > 0 and "diamond" not in (s["left_material"], s["right_material"]):
+        raise InputError("structure.n_fraction", "N termination needs a diamond side; allowed: 0 when neither side is diamond")
+    if x > 0 and s["left_material"] == s["right_material"]:
+        raise InputError("structure.n_fraction", "N termination needs a metal/diamond interface; allowed: 0 for a junction of one material with itself")
+    n_sites = s["inplane_repeat"][0] * s["inplane_repeat"][1]
+    if 0 < x < 1:
+        count = x * n_sites
+        if abs(count - round(count)) > 1e-9:
+            allowed = ", ".join(f"{k / n_sites:g}" for k in range(n_sites + 1))
+            raise InputError("structure.n_fraction", f"x * n * m must be a whole number of sites; with inplane_repeat {s['inplane_repeat']} allowed x: {allowed}")
+    stages = data["run"]["stages"]
+    order = [st for st in STAGES if st in stages]
+    if order != stages:
+        raise InputError("run.stages", f"got {stages!r}; list stages in pipeline order: {', '.join(STAGES)}")
+    model = data["mlip"]["model"]
+    looks_like_path = model.endswith((".model", ".pt", ".pth")) or "/" in model or "\\" in model
+    if looks_like_path and not _resolve(base, model).is_file():
+        raise InputError("mlip.model", f"model file '{model}' not found (relative paths are relative to the input file's folder); allowed: 'default', an existing MACE model file, or a foundation-model name")
+    out = _resolve(base, data["run"]["output"])
+    if out.exists() and out.is_dir():
+        raise InputError("run.output", f"'{out}' is a folder; give a file name such as results.h5")
+    if not out.suffix == ".h5":
+        raise InputError("run.output", f"got '{data['run']['output']}'; allowed: a file name ending in .h5")
+
+
+def schema_markdown() -> str:
+    """Documentation of every key (type, default, unit, allowed values)."""
+    lines = [
+        "# Input file reference",
+        "",
+        "hpc_itc reads one TOML file (`python -m hpc_itc INPUT.toml`). Every key is optional",
+        "and has the default shown. Unknown keys and tables are errors. Keys marked",
+        "*not hashed* do not change the physics: a results file can be resumed after",
+        "changing them; changing any other key makes hpc_itc refuse to reuse the file.",
+        "This page is generated from `hpc_itc/config.py` by `python -m hpc_itc schema`.",
+        "",
+    ]
+    for section, keys in SCHEMA.items():
+        lines += [f"## [{section}]", "", "| key | type / allowed | default | unit | meaning |", "| --- | --- | --- | --- | --- |"]
+        for name, spec in keys.items():
+            default = json.dumps(spec.default)
+            note = spec.doc + ("" if spec.hashed else " *(not hashed)*")
+            lines.append(f"| `{name}` | {spec.allowed()} | `{default}` | {spec.unit} | {note} |")
+        lines.append("")
+    return "\n".join(lines)

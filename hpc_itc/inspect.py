@@ -1,0 +1,133 @@
+"""Post-hoc inspection of a results file: a human summary, or the SPEC's JSON contract.
+
+Works on files from unfinished or failed runs: what is missing is reported, and
+checkpointed work not yet folded into the file is counted.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from .config import STAGES
+from .errors import InputError
+
+ALL_STAGES = (*STAGES, "ldos", "cohp")
+
+
+def summary(path: str | Path) -> dict[str, Any]:
+    """The JSON summary (SPEC keys plus a few more)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError("result", f"'{path}' not found; give a results file written by hpc_itc")
+    try:
+        f = h5py.File(path, "r")
+    except OSError:
+        raise InputError("result", f"'{path}' is not a readable HDF5 file") from None
+    with f:
+        complete = [s for s in ALL_STAGES if s in f and f[s].attrs.get("complete", False)]
+        try:
+            cfg = tomllib.loads(f.attrs.get("input_toml", ""))
+        except tomllib.TOMLDecodeError:
+            cfg = {}
+        requested = cfg.get("run", {}).get("stages", list(STAGES))
+        out: dict[str, Any] = {
+            "input_sha256": f.attrs.get("input_sha256"),
+            "hpc_itc_version": f.attrs.get("hpc_itc_version"),
+            "stages_complete": complete,
+            "stages_missing": [s for s in requested if s not in complete],
+            "wall_seconds": {s: float(f[s].attrs["wall_seconds"]) for s in complete if "wall_seconds" in f[s].attrs},
+        }
+        geometry = f["relax"] if "relax" in complete else (f["structure"] if "structure" in complete else None)
+        if geometry is not None:
+            out["n_atoms"] = int(len(geometry["region"]))
+            out["n_atoms_device"] = int(np.count_nonzero(geometry["region"][()] == 1))
+        if "relax" in complete:
+            g = f["relax"]
+            out["relax"] = {"converged": bool(g.attrs["converged"]), "steps": int(len(g["fmax_trace"])),
+                            "final_fmax_eV_A": float(g["fmax_trace"][-1]) if len(g["fmax_trace"]) else None,
+                            "lattice_constant_left_A": float(g.attrs["lattice_constant_left_A"]),
+                            "lattice_constant_right_A": float(g.attrs["lattice_constant_right_A"])}
+        if "force_constants" in complete:
+            g = f["force_constants"]
+            out["n_force_evaluations"] = int(g.attrs["n_force_evaluations"])
+            out["force_constants"] = {p: {"n_force_evaluations": int(g[p].attrs["n_force_evaluations"]),
+                                          "asr_violation_before_eV_A2": float(g[p].attrs["asr_violation_before_eV_A2"])}
+                                      for p in g if isinstance(g[p], h5py.Group)}
+        if "transport" in complete:
+            g = f["transport"]
+            temps = [f"{t:.1f}" for t in g["temperatures"][()]]
+            itc, rad = {}, {}
+            for direction in ("left_to_right", "right_to_left"):
+                if direction in g:
+                    itc[direction] = dict(zip(temps, map(float, g[direction]["itc"][()])))
+                    rad[g[direction].attrs["incident_lead"] + "_lead"] = dict(zip(temps, map(float, g[direction]["radiation_limit"][()])))
+            out["itc_MW_m2K"] = itc
+            out["radiation_limit_MW_m2K"] = rad
+            out["max_abs_T_plus_R_minus_1"] = float(g.attrs["max_abs_T_plus_R_minus_1"])
+            if "rectification_percent" in g:
+                out["rectification_percent"] = dict(zip(temps, map(float, g["rectification_percent"][()])))
+            out["q_mesh"] = [int(x) for x in g["q_mesh"][()]]
+        if "ldos" in complete and "overlap_factor" in f["ldos"].attrs:
+            out["overlap_factor_per_THz"] = float(f["ldos"].attrs["overlap_factor"])
+    pending = _checkpointed(path)
+    if pending:
+        out["checkpointed_tasks"] = pending
+    return out
+
+
+def _checkpointed(path: Path) -> dict[str, int]:
+    root = path.with_name(path.name + ".ckpt")
+    counts: dict[str, int] = {}
+    if root.is_dir():
+        for stage_dir in sorted(p for p in root.iterdir() if p.is_dir()):
+            for part in sorted(p for p in stage_dir.iterdir() if p.is_dir()):
+                counts[f"{stage_dir.name}/{part.name}"] = len(list(part.glob("task_*.npz")))
+    return counts
+
+
+def _human(s: dict[str, Any], path: str) -> str:
+    lines = [f"results file: {path}", f"input sha256: {s['input_sha256']}",
+             f"stages complete: {', '.join(s['stages_complete']) or 'none'}"]
+    if s["stages_missing"]:
+        lines.append(f"stages missing: {', '.join(s['stages_missing'])}")
+    if s.get("checkpointed_tasks"):
+        lines.append("checkpointed work of unfinished stages: " + ", ".join(f"{k} {v} tasks" for k, v in s["checkpointed_tasks"].items()))
+    if "n_atoms" in s:
+        lines.append(f"atoms: {s['n_atoms']} in the slab, {s['n_atoms_device']} in the device")
+    if "relax" in s:
+        r = s["relax"]
+        lines.append(f"relax: {r['steps']} steps, final fmax {r['final_fmax_eV_A']:.4f} eV/Å, converged {r['converged']}, "
+                     f"a_left {r['lattice_constant_left_A']:.4f} Å, a_right {r['lattice_constant_right_A']:.4f} Å")
+    if "n_force_evaluations" in s:
+        lines.append(f"force constants: {s['n_force_evaluations']} force calls (" +
+                     ", ".join(f"{k} {v['n_force_evaluations']}" for k, v in s["force_constants"].items()) + ")")
+    if "itc_MW_m2K" in s:
+        lines.append(f"transport: q mesh {s['q_mesh']}, max |T+R-1| = {s['max_abs_T_plus_R_minus_1']:.2e}")
+        for direction, values in s["itc_MW_m2K"].items():
+            lines.append(f"  h {direction:14s} " + "  ".join(f"{t} K: {h:8.3f}" for t, h in values.items()) + "  MW/(m^2 K)")
+        for lead, values in s["radiation_limit_MW_m2K"].items():
+            lines.append(f"  radiation limit {lead:11s} " + "  ".join(f"{t} K: {h:8.3f}" for t, h in values.items()))
+        if "rectification_percent" in s:
+            lines.append("  rectification " + "  ".join(f"{t} K: {v:.2f}%" for t, v in s["rectification_percent"].items()))
+    if "overlap_factor_per_THz" in s:
+        lines.append(f"overlap factor S = {s['overlap_factor_per_THz']:.5f} 1/THz")
+    if s["wall_seconds"]:
+        lines.append("wall time: " + ", ".join(f"{k} {v:.1f} s" for k, v in s["wall_seconds"].items()))
+    return "\n".join(lines)
+
+
+def inspect_file(path: str, as_json: bool = False) -> int:
+    s = summary(path)
+    if as_json:
+        json.dump(s, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        print(_human(s, path))
+    return 0

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Reproduces hpc_itc/models/default.model: a small, fast placeholder MACE model trained
+# from scratch (no foundation model) with mace-torch's own trainer on the CPU.
+# Usage:  bash hpc_itc/models/train_default.sh [WORK_DIR]      (run from the repository root)
+# Afterwards copy WORK_DIR/default.model (the non-compiled float64 model) to
+# hpc_itc/models/default.model.  Recorded run: mace-torch 0.3.16, torch 2.13.0+cpu,
+# e3nn 0.4.4, 2 CPU cores, about 40 minutes.  Bit-identical weights are not guaranteed
+# on other machines or thread counts (floating-point summation order).
+set -euo pipefail
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+WORK="${1:-/tmp/hpc_itc_train_default}"
+mkdir -p "$WORK"
+export TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1   # torch>=2.6 + e3nn 0.4.4 / pickled MACE models
+mace_run_train \
+  --name default --seed 123 --work_dir "$WORK" \
+  --train_file "$REPO/hpc_itc/data/split_train.extxyz" --valid_fraction 0.1 \
+  --test_file "$REPO/hpc_itc/data/split_test.extxyz" \
+  --energy_key REF_energy --forces_key REF_forces --stress_key REF_stress \
+  --E0s average \
+  --model MACE --hidden_irreps 32x0e --max_ell 2 --correlation 3 --num_interactions 2 \
+  --r_max 5.0 --num_radial_basis 8 --num_cutoff_basis 5 \
+  --loss stress --energy_weight 1 --forces_weight 10 --stress_weight 100 \
+  --batch_size 2 --valid_batch_size 4 --lr 0.01 --scheduler_patience 5 \
+  --ema --ema_decay 0.99 \
+  --stage_two --start_stage_two 55 --stage_two_lr 0.001 \
+  --stage_two_energy_weight 10 --stage_two_forces_weight 10 --stage_two_stress_weight 100 \
+  --max_num_epochs 70 \
+  --default_dtype float64 --device cpu --save_cpu \
+  --error_table PerAtomRMSEstressvirials --plot False
+echo "model: $WORK/default.model"

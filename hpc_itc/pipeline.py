@@ -1,0 +1,282 @@
+"""Orchestration: the run context and the structure, relax and force-constant stage shells.
+
+Each stage shell skips itself when the results file already holds it, does its
+work (distributed where the stage allows), and has rank 0 write one group
+atomically.  Stages talk to each other only through the results file, so any
+stage can be resumed from a file written by an earlier, interrupted run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from . import log as logmod
+from .config import RunConfig
+from .errors import InputError
+from .parallel import my_share, ranks_on_node
+from .results import ResultsFile, StageTimer, read_str_array, write_array
+from .structure import Heterostructure, InterfaceSpec, LayerCell, build, elements_needed, lead_cells
+
+_log = logmod.get("pipeline")
+
+
+class RemoteError(RuntimeError):
+    """Raised on ranks other than the one where a failure happened."""
+
+
+@dataclass
+class Context:
+    cfg: RunConfig
+    results: ResultsFile
+    comm: Any
+    input_sha256: str = ""
+    _calculator: Any = field(default=None, repr=False)
+
+    @property
+    def is_root(self) -> bool:
+        return self.comm.rank == 0
+
+    @property
+    def spec(self) -> InterfaceSpec:
+        return InterfaceSpec.from_config(self.cfg["structure"])
+
+    def calculator(self):
+        """The MLIP calculator of this rank (loaded once)."""
+        if self._calculator is None:
+            from . import mlip
+
+            m = self.cfg["mlip"]
+            threads = m["num_threads"] or max(1, (os.cpu_count() or 1) // ranks_on_node())
+            self._calculator = mlip.load_calculator(self.cfg.model, device=m["device"], dtype=m["dtype"], num_threads=threads)
+        return self._calculator
+
+    def on_root(self, fn: Callable[[], Any]) -> Any:
+        """Run ``fn`` on rank 0 and broadcast its result; a failure there fails every rank alike."""
+        result, error = None, None
+        if self.is_root:
+            try:
+                result = fn()
+            except InputError as exc:
+                error = ("input", exc.key, exc.message)
+                if self.comm.size == 1:
+                    raise
+            except Exception as exc:  # noqa: BLE001 - re-raised below on every rank
+                if self.comm.size == 1:
+                    raise
+                error = ("runtime", type(exc).__name__, str(exc))
+                _log.exception("failure on rank 0")
+        result, error = self.comm.bcast((result, error), root=0)
+        if error is not None:
+            if error[0] == "input":
+                raise InputError(error[1], error[2])
+            raise RemoteError(f"{error[1]} on rank 0: {error[2]}")
+        return result
+
+    def check_all(self, ok: bool, message: str = "") -> None:
+        """Collective: raise on every rank if any rank reports a failure."""
+        reports = self.comm.allgather((ok, message))
+        bad = [(r, m) for r, (good, m) in enumerate(reports) if not good]
+        if bad:
+            raise RemoteError("; ".join(f"rank {r}: {m}" for r, m in bad))
+
+
+def model_fingerprint(model: str) -> dict[str, str]:
+    """What identifies the model in the input hash: the file's sha256, or the foundation name."""
+    from . import mlip
+
+    path = Path(mlip.resolve_model(model))
+    if path.is_file():
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        return {"model_sha256": digest}
+    return {"model_name": model}
+
+
+# ---- structure --------------------------------------------------------------------------
+def write_heterostructure(group, het: Heterostructure, strain: dict) -> None:
+    write_array(group, "symbols", np.array(het.atoms.get_chemical_symbols(), dtype="S2"))
+    write_array(group, "positions", het.atoms.positions, "Å")
+    write_array(group, "cell", np.array(het.atoms.cell), "Å")
+    write_array(group, "masses", het.atoms.get_masses(), "amu")
+    write_array(group, "region", het.region, doc="0 left buffer, 1 device, 2 right buffer")
+    write_array(group, "side", het.side, doc="0 left material, 1 right material")
+    write_array(group, "layer_from_interface", het.layer_from_interface, doc="-1, -2, ... left of the interface; 1, 2, ... right")
+    write_array(group, "cell_index", het.cell_index, doc="in-plane cell (c1, c2) of each atom")
+    write_array(group, "basis_index", het.basis_index)
+    write_array(group, "n_sites", het.n_sites, doc="indices of N atoms of the termination")
+    group.attrs["inplane_repeat"] = list(het.inplane_repeat)
+    for name, lead in (("left_lead", het.left_lead), ("right_lead", het.right_lead)):
+        g = group.create_group(name)
+        g.attrs["material"] = lead.material
+        g.attrs["inplane_A"] = lead.inplane_A
+        g.attrs["layer_step_A"] = lead.layer_step_A
+        write_array(g, "lattice", lead.lattice, "Å", doc="rows a1, a2 (in plane), a3 (to the next layer)")
+        write_array(g, "positions", lead.positions, "Å")
+        write_array(g, "symbols", np.array(lead.symbols, dtype="S2"))
+        g.attrs["volume_A3"] = lead.volume_A3
+    for key, value in strain.items():
+        group.attrs[f"strain_{key}" if not key.startswith("strain") else key] = value
+
+
+def read_heterostructure(group, spec: InterfaceSpec) -> Heterostructure:
+    """Rebuild the slab bookkeeping from ``spec`` and the stored leads, then load stored atoms."""
+    cells = []
+    for name, material in (("left_lead", spec.left_material), ("right_lead", spec.right_material)):
+        g = group[name]
+        cells.append(LayerCell(material, float(g.attrs["inplane_A"]), float(g.attrs["layer_step_A"])))
+    het = build(spec, *cells)
+    het.atoms.set_chemical_symbols(read_str_array(group["symbols"]))
+    het.atoms.positions = group["positions"][()]
+    het.n_sites = group["n_sites"][()]
+    return het
+
+
+def stage_structure(ctx: Context) -> None:
+    timer = StageTimer()
+
+    def work() -> None:
+        spec = ctx.spec
+        left, right, strain = lead_cells(spec, ctx.cfg.lattice_constant("left"), ctx.cfg.lattice_constant("right"))
+        het = build(spec, left, right)
+        _log.info("structure: %d atoms (%d in the device), N sites %s, strain on the %s side %.3f%%",
+                  len(het.atoms), len(het.device_indices), list(het.n_sites), spec.strained_side, 100 * strain["inplane_strain"])
+        ctx.results.write_stage("structure", lambda g: write_heterostructure(g, het, strain), timer.seconds)
+
+    ctx.on_root(work)
+
+
+# ---- relax --------------------------------------------------------------------------------
+def stage_relax(ctx: Context) -> None:
+    from .relax import relax
+
+    timer = StageTimer()
+
+    def work() -> None:
+        calc = ctx.calculator()
+        spec = ctx.spec
+        from . import mlip
+
+        mlip.check_elements(ctx.cfg.model, elements_needed(spec))
+        progress = logmod.Progress(_log, "relax steps", ctx.cfg["relax"]["max_steps"], ctx.cfg["run"]["progress_seconds"])
+
+        def on_step(step: int, energy: float, fmax: float) -> None:
+            progress.update()
+            _log.debug("relax step %d: E = %.6f eV, fmax = %.4f eV/Å", step, energy, fmax)
+
+        res = relax(spec, ctx.cfg.lattice_constant("left"), ctx.cfg.lattice_constant("right"), calc, ctx.cfg["relax"], on_step)
+        if not res.converged:
+            _log.warning("relaxation stopped after %d steps with fmax %.4f eV/Å > %.4f (relax.max_steps)",
+                         len(res.fmax_trace_eV_A), res.fmax_trace_eV_A[-1] if res.fmax_trace_eV_A else float("nan"), ctx.cfg["relax"]["fmax_eV_A"])
+        _log.info("relax: %d steps, final fmax %.4f eV/Å, lattice constants %s Å",
+                  len(res.fmax_trace_eV_A), res.fmax_trace_eV_A[-1] if res.fmax_trace_eV_A else float("nan"), res.lattice_constants_A)
+
+        def write(g) -> None:
+            write_heterostructure(g, res.heterostructure, res.strain)
+            write_array(g, "energy_trace", np.array(res.energy_trace_eV), "eV")
+            write_array(g, "fmax_trace", np.array(res.fmax_trace_eV_A), "eV/Å")
+            g.attrs["converged"] = res.converged
+            g.attrs["fmax_target_eV_A"] = ctx.cfg["relax"]["fmax_eV_A"]
+            g.attrs["lattice_constant_left_A"] = res.lattice_constants_A["left"]
+            g.attrs["lattice_constant_right_A"] = res.lattice_constants_A["right"]
+
+        ctx.results.write_stage("relax", write, timer.seconds)
+
+    ctx.on_root(work)
+
+
+def load_relaxed(ctx: Context) -> Heterostructure:
+    with ctx.results.open() as f:
+        return read_heterostructure(f["relax"], ctx.spec)
+
+
+# ---- force constants ------------------------------------------------------------------------
+def force_constant_plans(ctx: Context):
+    from .force_constants import plan_parts
+
+    het = load_relaxed(ctx)
+    left, right = het.left_lead, het.right_lead
+    return het, plan_parts(left.atoms(), right.atoms(), het.atoms, het.inplane_repeat, left.layer_step_A,
+                           right.layer_step_A, left.inplane_A, ctx.cfg["force_constants"])
+
+
+def stage_force_constants(ctx: Context) -> None:
+    from .force_constants import displaced_atoms, produce
+
+    timer = StageTimer()
+    stage = "force_constants"
+    het, plans = force_constant_plans(ctx)
+    calc = ctx.calculator()
+    total = sum(p.n_displacements for p in plans)
+    done_before = {p.name: ctx.results.finished_tasks(stage, p.name) for p in plans}
+    n_done = sum(len(v) for v in done_before.values())
+    if ctx.is_root:
+        _log.info("force constants: %d displaced supercells (%s), %d already checkpointed, %d ranks",
+                  total, ", ".join(f"{p.name} {p.n_displacements} x {len(p.phonon.supercell)} atoms" for p in plans), n_done, ctx.comm.size)
+    progress = logmod.Progress(_log, "force evaluations (rank 0 share)", 0, ctx.cfg["run"]["progress_seconds"])
+    ok, message = True, ""
+    try:
+        todo = [(p, t) for p in plans for t in range(p.n_displacements) if t not in done_before[p.name]]
+        mine = [todo[k] for k in my_share(range(len(todo)), ctx.comm)]
+        progress.total = len(mine)
+        for plan, task in mine:
+            atoms = displaced_atoms(plan.phonon, task)
+            atoms.calc = calc
+            forces = atoms.get_forces()
+            ctx.results.save_task(stage, plan.name, task, forces=forces)
+            progress.update()
+    except InputError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - reported collectively so no rank hangs
+        if ctx.comm.size == 1:
+            raise
+        ok, message = False, f"{type(exc).__name__}: {exc}"
+    ctx.check_all(ok, message)
+
+    def write_all() -> None:
+        def write(g) -> None:
+            n_calls = 0
+            for plan in plans:
+                forces = np.array([ctx.results.load_task(stage, plan.name, t)["forces"] for t in range(plan.n_displacements)])
+                sums = produce(plan.phonon, forces)
+                n_calls += plan.n_displacements
+                sub = g.create_group(plan.name)
+                cell = plan.unitcell
+                write_array(sub, "unitcell_positions", cell.positions, "Å")
+                write_array(sub, "unitcell_cell", np.array(cell.cell), "Å")
+                write_array(sub, "unitcell_symbols", np.array(cell.get_chemical_symbols(), dtype="S2"))
+                write_array(sub, "unitcell_masses", cell.get_masses(), "amu")
+                write_array(sub, "supercell_matrix", np.diag(plan.supercell))
+                write_array(sub, "displacements", np.array([d[1:4] for d in plan.phonon.displacements]), "Å")
+                write_array(sub, "displaced_atoms", np.array([int(d[0]) for d in plan.phonon.displacements]))
+                write_array(sub, "forces", forces, "eV/Å")
+                write_array(sub, "force_constants", plan.phonon.force_constants, "eV/Å^2",
+                            doc="phonopy compact format (unit-cell atom, supercell atom, 3, 3)")
+                for k, v in sums.items():
+                    sub.attrs[k] = v
+                sub.attrs["n_force_evaluations"] = plan.n_displacements
+                _log.info("%s: %d force calls, sum-rule violation %.2e -> %.2e eV/Å^2", plan.name, plan.n_displacements,
+                          sums["asr_violation_before_eV_A2"], sums["asr_violation_after_eV_A2"])
+            g.attrs["n_force_evaluations"] = n_calls
+            g.attrs["cutoff_A"] = ctx.cfg["force_constants"]["cutoff_A"]
+
+        ctx.results.write_stage(stage, write, timer.seconds)
+
+    ctx.on_root(write_all)
+
+
+def load_force_constants(ctx: Context):
+    """RealSpaceIFC for each part, rebuilt from the stored forces through phonopy (cheap, exact)."""
+    from .force_constants import real_space_ifc
+
+    het, plans = force_constant_plans(ctx)
+    out = {}
+    with ctx.results.open() as f:
+        for plan in plans:
+            plan.phonon.force_constants = f["force_constants"][plan.name]["force_constants"][()]
+            out[plan.name] = real_space_ifc(plan.phonon, plan.unitcell)
+    return het, out

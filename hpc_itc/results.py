@@ -1,0 +1,186 @@
+"""The HDF5 results file: one group per stage, written atomically, plus checkpoints.
+
+Layout (see docs/results.md):
+
+    /                       attrs: input_sha256, input_toml, hpc_itc_version, created
+    /<stage>                attrs: complete (bool), wall_seconds, finished (ISO time)
+    /<stage>/...            datasets with a ``unit`` attribute where they carry one
+
+Atomicity: a stage is written into a copy of the file, flushed, and moved over
+the original with ``os.replace``, so a crash at any moment leaves either the old
+or the new file, never a half-written one.  Work inside a long stage is
+checkpointed in a sidecar folder ``<output>.ckpt/<stage>/`` as one small file per
+finished task (also written by rename), so killed jobs lose nothing; the sidecar
+is folded into the stage group and removed when the stage completes.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import shutil
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import h5py
+import numpy as np
+
+from . import __version__
+from .errors import InputError, ResultsMismatchError
+
+os.environ.setdefault("HDF5_USE_FILE_LOCKING", "FALSE")
+
+
+class ResultsFile:
+    """Access to one results file; all writes go through :meth:`write_stage` on rank 0."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    # ---- creation and identity -------------------------------------------------
+    def exists(self) -> bool:
+        return self.path.is_file()
+
+    def input_sha256(self) -> str | None:
+        if not self.exists():
+            return None
+        with self.open() as f:
+            return f.attrs.get("input_sha256")
+
+    def check_or_create(self, input_sha256: str, input_toml: str) -> None:
+        """Refuse a file from another input; create a new file otherwise (rank 0 only)."""
+        if self.exists():
+            try:
+                found = self.input_sha256()
+            except OSError:
+                raise InputError("run.output", f"'{self.path}' exists but is not a readable HDF5 file; move it away or choose another run.output") from None
+            if found != input_sha256:
+                raise ResultsMismatchError(
+                    "run.output",
+                    f"'{self.path}' was written from a different input (sha256 {str(found)[:12]}..., this input {input_sha256[:12]}...); "
+                    "choose another run.output or remove the file",
+                )
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self._tmp_path()
+        with h5py.File(tmp, "w") as f:
+            f.attrs["input_sha256"] = input_sha256
+            f.attrs["input_toml"] = input_toml
+            f.attrs["hpc_itc_version"] = __version__
+            f.attrs["created"] = _now()
+        os.replace(tmp, self.path)
+
+    # ---- reading ---------------------------------------------------------------
+    @contextmanager
+    def open(self) -> Iterator[h5py.File]:
+        with h5py.File(self.path, "r") as f:
+            yield f
+
+    def stages_complete(self) -> list[str]:
+        if not self.exists():
+            return []
+        with self.open() as f:
+            return [name for name in f if isinstance(f[name], h5py.Group) and f[name].attrs.get("complete", False)]
+
+    def is_complete(self, stage: str) -> bool:
+        return stage in self.stages_complete()
+
+    # ---- writing ---------------------------------------------------------------
+    def write_stage(self, stage: str, writer: Callable[[h5py.Group], None], wall_seconds: float) -> None:
+        """Replace group ``stage`` with what ``writer`` puts in it, atomically."""
+        tmp = self._tmp_path()
+        shutil.copyfile(self.path, tmp)
+        with h5py.File(tmp, "a") as f:
+            if stage in f:
+                del f[stage]
+            group = f.create_group(stage)
+            writer(group)
+            group.attrs["wall_seconds"] = float(wall_seconds)
+            group.attrs["finished"] = _now()
+            group.attrs["complete"] = True
+            f.flush()
+        _fsync(tmp)
+        os.replace(tmp, self.path)
+        self.clear_checkpoints(stage)
+
+    def _tmp_path(self) -> Path:
+        return self.path.with_name(f".{self.path.name}.tmp{os.getpid()}")
+
+    # ---- checkpoints -----------------------------------------------------------
+    def checkpoint_dir(self, stage: str, part: str = "") -> Path:
+        base = self.path.with_name(self.path.name + ".ckpt") / stage
+        return base / part if part else base
+
+    def save_task(self, stage: str, part: str, task_id: int, **arrays: Any) -> None:
+        """Checkpoint one finished task (any rank; one file per task, written by rename)."""
+        folder = self.checkpoint_dir(stage, part)
+        folder.mkdir(parents=True, exist_ok=True)
+        final = folder / f"task_{task_id:08d}.npz"
+        tmp = folder / f".task_{task_id:08d}.{os.getpid()}.tmp.npz"
+        np.savez(tmp, **arrays)
+        _fsync(tmp)
+        os.replace(tmp, final)
+
+    def finished_tasks(self, stage: str, part: str) -> set[int]:
+        folder = self.checkpoint_dir(stage, part)
+        if not folder.is_dir():
+            return set()
+        done = set()
+        for p in folder.glob("task_*.npz"):
+            try:
+                done.add(int(p.stem.split("_")[1]))
+            except (IndexError, ValueError):
+                continue
+        return done
+
+    def load_task(self, stage: str, part: str, task_id: int) -> dict[str, np.ndarray]:
+        with np.load(self.checkpoint_dir(stage, part) / f"task_{task_id:08d}.npz") as data:
+            return {k: data[k] for k in data.files}
+
+    def clear_checkpoints(self, stage: str) -> None:
+        folder = self.checkpoint_dir(stage)
+        if folder.is_dir():
+            shutil.rmtree(folder, ignore_errors=True)
+        root = folder.parent
+        if root.is_dir() and not any(root.iterdir()):
+            root.rmdir()
+
+
+def write_array(group: h5py.Group, name: str, data: Any, unit: str | None = None, doc: str | None = None) -> h5py.Dataset:
+    """Create a dataset with optional ``unit`` and ``doc`` attributes."""
+    arr = np.asarray(data)
+    if arr.dtype.kind == "U":
+        arr = arr.astype("S")
+    ds = group.create_dataset(name, data=arr)
+    if unit is not None:
+        ds.attrs["unit"] = unit
+    if doc is not None:
+        ds.attrs["doc"] = doc
+    return ds
+
+
+def read_str_array(ds: h5py.Dataset) -> list[str]:
+    return [x.decode() if isinstance(x, bytes) else str(x) for x in ds[()]]
+
+
+class StageTimer:
+    def __init__(self) -> None:
+        self.t0 = time.monotonic()
+
+    @property
+    def seconds(self) -> float:
+        return time.monotonic() - self.t0
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,1 @@
+"""Phonon scattering across an interface: lead modes, device solve, Landauer sums."""

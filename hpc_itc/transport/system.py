@@ -1,0 +1,156 @@
+"""The finalized interface system: two semi-infinite leads and a device, at any k_par.
+
+Like a finalized kwant system: built once from real-space force constants, then
+asked for the mass-weighted blocks at in-plane phases theta, which is all the
+scattering solver needs.  Also enumerates the incident bulk modes of a lead on
+the uniform q mesh of its primitive Brillouin zone.
+
+Phases: for a lead primitive cell with a1, a2 in plane and a3 to the next layer,
+q is given by (theta1, theta2, phi3) = (q.a1, q.a2, q.a3).  A mesh point
+(i/N1) b1 + (j/N2) b2 + (k/N3) b3 has theta = 2 pi (i/N1, j/N2) and
+phi3 = 2 pi k/N3; on a principal layer of p layers the Bloch factor is
+lambda = exp(i p phi3).  The device's in-plane cell is n x m primitive cells, so
+its phases are (n theta1, m theta2).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..harmonic import OMEGA_UNIT_RAD_S, PrincipalLayerLead, RealSpaceIFC, bulk_modes
+from .scattering import LeadBlocks
+
+SIDES = ("left", "right")
+
+
+@dataclass
+class InterfaceSystem:
+    left_primitive: RealSpaceIFC  # bulk lead primitive layer cells (for incident modes)
+    right_primitive: RealSpaceIFC
+    left: PrincipalLayerLead  # leads on the device's in-plane cell
+    right: PrincipalLayerLead
+    device: RealSpaceIFC  # device atoms: left contact principal layer first, right contact last
+    repeat: tuple[int, int]
+
+    @property
+    def n_device_dof(self) -> int:
+        return self.device.n_dof
+
+    def primitive(self, side: str) -> RealSpaceIFC:
+        return self.left_primitive if side == "left" else self.right_primitive
+
+    def lead(self, side: str) -> PrincipalLayerLead:
+        return self.left if side == "left" else self.right
+
+    def supercell_phases(self, theta_primitive) -> np.ndarray:
+        return np.array([self.repeat[0] * theta_primitive[0], self.repeat[1] * theta_primitive[1]])
+
+    def blocks(self, theta_primitive) -> tuple[LeadBlocks, LeadBlocks, np.ndarray, np.ndarray, np.ndarray]:
+        """(left lead, right lead, H_D, V_LD, V_DR) at the given primitive in-plane phases."""
+        theta = self.supercell_phases(theta_primitive)
+        h00_l, h01_l = self.left.blocks(theta)
+        h00_r, h01_r = self.right.blocks(theta)
+        h_d = self.device.layer_block(theta, 0)
+        h_d = 0.5 * (h_d + h_d.conj().T)
+        nd, nl, nr = self.device.n_dof, self.left.n_dof, self.right.n_dof
+        v_ld = np.zeros((nl, nd), complex)
+        v_ld[:, :nl] = h01_l  # left lead's last principal layer -> device's left contact layer
+        v_dr = np.zeros((nd, nr), complex)
+        v_dr[nd - nr :, :] = h01_r  # device's right contact layer -> right lead's first principal layer
+        return LeadBlocks(h00_l, h01_l), LeadBlocks(h00_r, h01_r), h_d, v_ld, v_dr
+
+
+def build_system(left_primitive: RealSpaceIFC, right_primitive: RealSpaceIFC, device: RealSpaceIFC,
+                 repeat: tuple[int, int], device_layers: tuple[int, int]) -> InterfaceSystem:
+    """Check that the device is long enough for the principal layers and assemble the system.
+
+    ``device_layers`` = (left, right) layers of primitive cells in the device.
+    """
+    left = PrincipalLayerLead.from_bulk(left_primitive.inplane_supercell(*repeat))
+    right = PrincipalLayerLead.from_bulk(right_primitive.inplane_supercell(*repeat))
+    for side, lead, layers in (("left", left, device_layers[0]), ("right", right, device_layers[1])):
+        if layers < lead.p + 1:
+            key = f"structure.n_cells_{side}"
+            from ..errors import InputError
+
+            raise InputError(key, f"{layers} device layers, but the force-constant cutoff needs principal layers of "
+                                  f"{lead.p} layers plus one interior layer; allowed: >= {lead.p + 1} (or a smaller force_constants.cutoff_A)")
+    return InterfaceSystem(left_primitive, right_primitive, left, right, device, repeat)
+
+
+def homogeneous_system(primitive: RealSpaceIFC, n_device_layers: int, repeat: tuple[int, int] = (1, 1)) -> InterfaceSystem:
+    """A junction of one material with itself: the device is principal layers of the same bulk.
+
+    Every incident mode must be transmitted with T = 1: the validation case.
+    """
+    lead = PrincipalLayerLead.from_bulk(primitive.inplane_supercell(*repeat))
+    p = lead.p
+    n_pl = max(2, -(-n_device_layers // p))
+    bulk = lead.bulk
+    # device = n_pl principal layers: a finite stack of layers with the bulk's couplings
+    nl = n_pl * p
+    layers = []
+    for l in range(nl):
+        layers.append(bulk.positions + l * bulk.lattice[2])
+    positions = np.vstack(layers)
+    masses = np.tile(bulk.masses, nl)
+    na = bulk.n_atoms
+    ii, jj, ss, pp = [], [], [], []
+    for l in range(nl):
+        target = l + bulk.shift[:, 2]
+        keep = (target >= 0) & (target < nl)
+        ii.append(l * na + bulk.i[keep])
+        jj.append(target[keep] * na + bulk.j[keep])
+        sh = bulk.shift[keep].copy()
+        sh[:, 2] = 0
+        ss.append(sh)
+        pp.append(bulk.phi[keep])
+    lattice = bulk.lattice.copy()
+    device = RealSpaceIFC(lattice, positions, masses, np.concatenate(ii), np.concatenate(jj), np.vstack(ss), np.concatenate(pp))
+    return InterfaceSystem(primitive, primitive, lead, lead, device, repeat)
+
+
+@dataclass
+class IncidentModes:
+    """Bulk modes of one lead moving towards the interface, on a uniform mesh."""
+
+    mesh_index: np.ndarray  # (M, 3) int (i, j, k)
+    band: np.ndarray  # (M,)
+    omega: np.ndarray  # (M,) sqrt(eV/(Å^2 amu))
+    vz: np.ndarray  # (M,) Å x omega unit, signed
+    vectors: list  # eigenvectors (primitive cell, mass-weighted)
+
+    @property
+    def vz_m_s(self) -> np.ndarray:
+        return self.vz * OMEGA_UNIT_RAD_S * 1e-10
+
+
+VZ_REL_MIN = 1e-7  # |v_z| below this fraction of omega_max * a3_z counts as zero (band edges)
+
+
+def incident_modes_at(primitive: RealSpaceIFC, mesh: tuple[int, int, int], i: int, j: int, towards: int,
+                      omega_min: float) -> IncidentModes:
+    """Modes at mesh column (i, j) (all k) whose v_z has the sign ``towards`` (+1 or -1).
+
+    Skipped, because their Landauer weight hbar omega v_z df/dT is zero or their
+    direction undefined: modes with omega < omega_min (the acoustic modes at
+    Gamma) and modes with v_z = 0 to rounding (e.g. at X, on the zone face).
+    """
+    n1, n2, n3 = mesh
+    rows, bands, omegas, vzs, vecs = [], [], [], [], []
+    for k in range(n3):
+        phases = 2 * np.pi * np.array([i / n1, j / n2, k / n3])
+        omega, vz, vectors = bulk_modes(primitive, phases)
+        vz_min = VZ_REL_MIN * max(omega.max(), 0.0) * primitive.lattice[2, 2]
+        for band in range(len(omega)):
+            if omega[band] < omega_min or towards * vz[band] <= vz_min:
+                continue
+            rows.append((i, j, k))
+            bands.append(band)
+            omegas.append(omega[band])
+            vzs.append(vz[band])
+            vecs.append(vectors[:, band])
+    return IncidentModes(np.array(rows, dtype=int).reshape(-1, 3), np.array(bands, dtype=int), np.array(omegas),
+                         np.array(vzs), vecs)
