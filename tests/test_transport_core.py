@@ -285,6 +285,16 @@ def test_chain_above_band_is_evanescent():
     assert abs(w / u - lam_r) < 1e-12 and abs(lam_r) < 1
 
 
+def test_chain_exactly_at_band_edge():
+    """omega = 2 sqrt(k/m) exactly: lam = -1 is a Jordan block (defective pencil)."""
+    lm = lead_modes(np.array([[2.0]]), np.array([[-1.0]]), 2.0)
+    assert lm.n_prop_right == lm.n_prop_left == 1
+    assert lm.near_edge_right.all() and lm.near_edge_left.all()
+    assert lm.vel_right[0] == 0 and lm.vel_left[0] == 0
+    np.testing.assert_allclose(flux(np.hstack([lm.pair_right, lm.pair_left]), np.array([[-1.0]]), 2.0),
+                               np.diag([1.0, -1.0]), atol=1e-12)
+
+
 def test_second_neighbour_chain_modes_singular_h01():
     """PL of 3 atoms with 1st (k1) and 2nd (k2) neighbour springs: rank(h01) = 2.
 
@@ -392,6 +402,11 @@ def test_mass_junction_near_band_edge():
         np.testing.assert_allclose(s.vel_in_L, [k * np.sin(np.pi - dq) / (m1 * omega)], rtol=1e-3)
     assert s.edge_in_L.all() and s.edge_out_L.all()  # v ~ 5e-7 of the sound speed
     assert not solve_scattering(*args, 1.0).edge_in_L.any()
+    # On the edge to rounding (Jordan block or its O(eps) splitting): unitary, flagged, v ~ 0.
+    s = solve_scattering(*args, np.sqrt(4 * k / m1))
+    t_l, r_l = s.transmission_from_left()
+    np.testing.assert_allclose(t_l + r_l, 1.0, atol=1e-10)
+    assert s.edge_in_L.all() and np.all(np.abs(s.vel_in_L) < 1e-7)
 
 
 def test_spring_junction_closed_form():

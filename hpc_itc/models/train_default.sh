@@ -11,6 +11,9 @@ REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 WORK="${1:-/tmp/hpc_itc_train_default}"
 mkdir -p "$WORK"
 export TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1   # torch>=2.6 + e3nn 0.4.4 / pickled MACE models
+# One torch thread: on a shared 2-core machine, 2 OpenMP threads slowed to ~6x when another
+# process took a core; 1 thread costs ~1.7x when alone but is steady.
+export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 mace_run_train \
   --name default --seed 123 --work_dir "$WORK" \
   --train_file "$REPO/hpc_itc/data/split_train.extxyz" --valid_fraction 0.1 \
@@ -22,9 +25,9 @@ mace_run_train \
   --loss stress --energy_weight 1 --forces_weight 10 --stress_weight 100 \
   --batch_size 2 --valid_batch_size 4 --lr 0.01 --scheduler_patience 5 \
   --ema --ema_decay 0.99 \
-  --stage_two --start_stage_two 55 --stage_two_lr 0.001 \
+  --stage_two --start_stage_two 35 --stage_two_lr 0.001 \
   --stage_two_energy_weight 10 --stage_two_forces_weight 10 --stage_two_stress_weight 100 \
-  --max_num_epochs 70 \
+  --max_num_epochs 45 \
   --default_dtype float64 --device cpu --save_cpu \
   --error_table PerAtomRMSEstressvirials --plot False
 echo "model: $WORK/default.model"

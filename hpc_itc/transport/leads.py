@@ -68,7 +68,8 @@ proportional to ``v`` and hence negligible anyway). ``v_scale`` is the largest
 lead whose only channels sit at a band edge is flagged as well. Only when the cluster is
 numerically defective (omega on an edge to ~1e-16) is an orthonormal basis of
 the invariant subspace used: still exact solutions and exact unitarity, but
-``lam``/``v`` of those channels are not Bloch values, and they are flagged.
+those channels are not Bloch modes; they are flagged and their velocity is
+reported as 0 (the physical value on the edge).
 A channel whose current is zero to machine precision (flat band) cannot be
 classified and raises :class:`LeadModeError`. Non-propagating eigenvalues are
 never represented by eigenvectors: only orthonormal bases of the deflating
@@ -167,9 +168,10 @@ class LeadModes:
     n : degrees of freedom per PL.
     tol : |log|lam|| threshold used for "on the unit circle".
     lam_right, vel_right, pair_right : propagating right-going channels
-        (``vel_right > 0``); ``pair_right`` columns are flux-normalised (J = +1).
+        (``vel_right > 0``, or 0 exactly on a band edge); ``pair_right``
+        columns are flux-normalised (J = +1).
     lam_left, vel_left, pair_left : propagating left-going channels
-        (``vel_left < 0``); flux-normalised (J = -1).
+        (``vel_left < 0``, or 0 exactly on a band edge); flux-normalised (J = -1).
     evan_right : (2n, n - n_prop_right) orthonormal basis of the subspace of
         solutions decaying towards +inf (|lam| < 1, incl. lam = 0).
     evan_left : (2n, n - n_prop_left) orthonormal basis of the subspace of
@@ -380,7 +382,7 @@ def lead_modes(h00, h01, omega: float, *, tol: float = 1e-6, edge_rel: float = 1
     # leading columns of Z span the requested deflating subspace. Only the
     # subspaces are used for evanescent solutions, never individual (possibly
     # defective) eigenvectors.
-    SR, TR, alpha, beta, _, ZR = sla.ordqz(A, B, sort=is_right_evanescent, output="complex")
+    _, _, alpha, beta, _, ZR = sla.ordqz(A, B, sort=is_right_evanescent, output="complex")
     tiny = 1e3 * np.finfo(float).eps
     if np.any((np.abs(alpha) < tiny) & (np.abs(beta) < tiny)):
         raise LeadModeError(
@@ -451,6 +453,10 @@ def lead_modes(h00, h01, omega: float, *, tol: float = 1e-6, edge_rel: float = 1
     lam = np.einsum("ij,ij->j", u.conj(), w) / uu
     # v = J / (omega^2 phi^H phi), using the pair-averaged norm (exact for Bloch modes).
     vel = np.sign(J) / (w2 * 0.5 * (uu + ww))
+    # A numerically defective cluster sits exactly on a band edge, where the
+    # group velocity is zero; the current-diagonal combinations used there are
+    # not Bloch modes, so report the physical limit v = 0 (zero Landauer weight).
+    vel = np.where(defective, 0.0, vel)
 
     right = J > 0
     n_right = int(np.count_nonzero(right)) + k_right_ev
