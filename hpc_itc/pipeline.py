@@ -78,6 +78,10 @@ class Context:
             raise RemoteError(f"{error[1]} on rank 0: {error[2]}")
         return result
 
+    def finished_tasks(self, stage: str, parts) -> dict[str, set[int]]:
+        """Checkpointed task ids per part, as rank 0 sees them (every rank must deal from the same list)."""
+        return self.on_root(lambda: {p: self.results.finished_tasks(stage, p) for p in parts})
+
     def check_all(self, ok: bool, message: str = "") -> None:
         """Collective: raise on every rank if any rank reports a failure."""
         reports = self.comm.allgather((ok, message))
@@ -212,7 +216,7 @@ def stage_force_constants(ctx: Context) -> None:
     het, plans = force_constant_plans(ctx)
     calc = ctx.calculator()
     total = sum(p.n_displacements for p in plans)
-    done_before = {p.name: ctx.results.finished_tasks(stage, p.name) for p in plans}
+    done_before = ctx.finished_tasks(stage, [p.name for p in plans])
     n_done = sum(len(v) for v in done_before.values())
     if ctx.is_root:
         _log.info("force constants: %d displaced supercells (%s), %d already checkpointed, %d ranks",

@@ -8,11 +8,14 @@ spectral transmittance (Eq. 6), cumulative conductance and the radiation limits.
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from .. import log as logmod
 from ..harmonic import OMEGA_TO_THZ, OMEGA_UNIT_RAD_S
-from ..parallel import my_share
+from ..parallel import my_share, ranks_on_node
 from ..results import StageTimer, write_array
 from . import landauer
 from .scattering import solve_scattering
@@ -80,7 +83,7 @@ def stage_transport(ctx) -> None:
     mesh = tuple(cfg["transport"]["q_mesh"])
     system = load_system(ctx)
     tasks = _tasks(cfg)
-    done = {d: ctx.results.finished_tasks(STAGE, d) for d in cfg["transport"]["directions"]}
+    done = ctx.finished_tasks(STAGE, cfg["transport"]["directions"])
     todo = [t for t in tasks if t[1] not in done[t[0]]]
     if ctx.is_root:
         _log.info("transport: mesh %s, %d in-plane columns per direction in %d blocks, %d to do, device %d dof, principal layers %d/%d dof",
@@ -88,18 +91,25 @@ def stage_transport(ctx) -> None:
     mine = [todo[k] for k in my_share(range(len(todo)), ctx.comm)]
     progress = logmod.Progress(_log, "transport blocks (rank 0 share)", len(mine), cfg["run"]["progress_seconds"])
     ok, message = True, ""
+    # the dense solves are small: threaded BLAS on top of one rank per core only oversubscribes
+    blas_threads = max(1, (os.cpu_count() or 1) // (ranks_on_node() if ctx.comm.size > 1 else 1))
     try:
-        for direction, block, cols in mine:
-            parts = [solve_column(system, direction, mesh, i, j) for i, j in cols]
-            merged = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-            ctx.results.save_task(STAGE, direction, block, **merged)
-            progress.update()
+        with threadpool_limits(limits=blas_threads):
+            _solve_tasks(ctx, system, mesh, mine, progress)
     except Exception as exc:  # noqa: BLE001 - reported collectively so no rank hangs
         if ctx.comm.size == 1:
             raise
         ok, message = False, f"{type(exc).__name__}: {exc}"
     ctx.check_all(ok, message)
     ctx.on_root(lambda: _write(ctx, system, tasks, timer))
+
+
+def _solve_tasks(ctx, system: InterfaceSystem, mesh, mine, progress) -> None:
+    for direction, block, cols in mine:
+        parts = [solve_column(system, direction, mesh, i, j) for i, j in cols]
+        merged = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+        ctx.results.save_task(STAGE, direction, block, **merged)
+        progress.update()
 
 
 def _write(ctx, system: InterfaceSystem, tasks, timer) -> None:
