@@ -1,15 +1,29 @@
 import os
 import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-INPUTS = ROOT / "inputs"
-
+# the tests' own helper modules (small_input.py) sit next to this file
+sys.path.insert(0, os.path.dirname(__file__))
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+from small_input import SMALL  # noqa: E402
 
-@pytest.fixture
-def example_inputs():
-    return sorted(INPUTS.glob("*.toml"))
+
+@pytest.fixture(scope="session")
+def finished_run(tmp_path_factory):
+    """One complete run of the small input on the default model, shared by the end-to-end tests."""
+    from hpc_itc.cli import main
+
+    folder = tmp_path_factory.mktemp("run")
+    path = folder / "in.toml"
+    path.write_text(SMALL.format(out="small.h5"))
+    assert main([str(path)]) == 0
+    return path, folder / "small.h5"
+
+
+@pytest.fixture(scope="session")
+def finished_run_summary(finished_run):
+    from hpc_itc.inspect import summary
+
+    return summary(finished_run[1])

@@ -10,39 +10,10 @@ import pytest
 from hpc_itc.cli import main
 from hpc_itc.inspect import summary
 
-SMALL = """
-[run]
-output = "{out}"
-
-[structure]
-n_cells_left = 3
-n_cells_right = 3
-buffer_cells = 2
-
-[relax]
-fmax_eV_A = 0.05
-lattice = "model"
-
-[force_constants]
-cutoff_A = 3.0
-
-[transport]
-q_mesh = [3, 3, 3]
-temperatures_K = [300.0]
-block_size = 2
-"""
+from small_input import SMALL
 
 SPEC_KEYS = {"input_sha256", "stages_complete", "n_atoms_device", "n_force_evaluations", "itc_MW_m2K",
              "rectification_percent", "max_abs_T_plus_R_minus_1", "radiation_limit_MW_m2K", "wall_seconds"}
-
-
-@pytest.fixture(scope="module")
-def finished_run(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("run")
-    path = folder / "in.toml"
-    path.write_text(SMALL.format(out="small.h5"))
-    assert main([str(path)]) == 0
-    return path, folder / "small.h5"
 
 
 def test_full_run_has_contract_keys(finished_run):
