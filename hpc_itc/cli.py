@@ -13,7 +13,6 @@ Exit status: 0 success, 2 bad input (one line on stderr naming the key), 1 failu
 from __future__ import annotations
 
 import argparse
-import json
 import signal
 import sys
 import time
@@ -115,7 +114,8 @@ def _run(path: str) -> int:
     from . import config
     from . import log as logmod
     from .parallel import world
-    from .pipeline import Context, model_fingerprint, stage_force_constants, stage_relax, stage_structure
+    from .force_constants import stage_force_constants
+    from .pipeline import Context, model_fingerprint, stage_relax, stage_structure
     from .results import ResultsFile
 
     comm = world()

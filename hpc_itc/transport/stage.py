@@ -29,7 +29,7 @@ DIRECTION_SIDE = {"left_to_right": ("left", +1), "right_to_left": ("right", -1)}
 
 
 def load_system(ctx) -> InterfaceSystem:
-    from ..pipeline import load_force_constants
+    from ..force_constants import load_force_constants
 
     het, ifcs = load_force_constants(ctx)
     cutoff = ctx.cfg["force_constants"]["cutoff_A"]
