@@ -134,7 +134,13 @@ def _run(path: str) -> int:
 
         run_transport(ctx_)
 
-    stages = {"structure": stage_structure, "relax": stage_relax, "force_constants": stage_force_constants, "transport": stage_transport}
+    def stage_ldos(ctx_: Context) -> None:
+        from .ldos import stage_ldos as run_ldos
+
+        run_ldos(ctx_)
+
+    stages = {"structure": stage_structure, "relax": stage_relax, "force_constants": stage_force_constants,
+              "transport": stage_transport, "ldos": stage_ldos}
     t0 = time.monotonic()
     try:
         def prepare() -> str:

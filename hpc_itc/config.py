@@ -20,7 +20,7 @@ from typing import Any, Callable
 from .errors import InputError
 
 MATERIALS = ("cu", "diamond")
-STAGES = ("structure", "relax", "force_constants", "transport")
+STAGES = ("structure", "relax", "force_constants", "transport", "ldos")
 DIRECTIONS = ("left_to_right", "right_to_left")
 OPTIMIZERS = ("FIRE", "BFGS", "LBFGS")
 
@@ -114,6 +114,13 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "temperatures_K": Key("float_list", [300.0], "Temperatures for h(T).", unit="K", minimum=0.0, exclusive_min=True),
         "frequency_bin_THz": Key("float", 0.25, "Bin width of the spectral transmittance and cumulative conductance grids.", unit="THz", minimum=0.0, exclusive_min=True),
         "block_size": Key("int", 4, "In-plane k points per work block (the unit of distribution and checkpointing).", minimum=1, hashed=False),
+    },
+    "ldos": {
+        "q_mesh": Key("int_list", [6, 6, 6], "Uniform mesh of each lead's primitive zone whose incident modes (both leads) build the LDOS (paper Eq. 7).", length=3, minimum=1),
+        "broadening_THz": Key("float", 0.3, "Standard deviation of the Gaussian replacing the delta function.", unit="THz", minimum=0.0, exclusive_min=True),
+        "frequency_step_THz": Key("float", 0.02, "Spacing of the LDOS frequency grid.", unit="THz", minimum=0.0, exclusive_min=True),
+        "left_layer": Key("int", -1, "Layer (layer_from_interface, negative = left material) taken as D1 of the overlap factor (paper: first Cu layer, -1).", maximum=-1),
+        "right_layer": Key("int", 1, "Layer taken as D2 of the overlap factor (paper: first diamond layer, +1: C(1)+C(2) or N+C).", minimum=1),
     },
 }
 
@@ -285,6 +292,9 @@ def _cross_checks(data: dict[str, dict[str, Any]], base: Path) -> None:
         if abs(count - round(count)) > 1e-9:
             allowed = ", ".join(f"{k / n_sites:g}" for k in range(n_sites + 1))
             raise InputError("structure.n_fraction", f"x * n * m must be a whole number of sites; with inplane_repeat {s['inplane_repeat']} allowed x: {allowed}")
+    if -data["ldos"]["left_layer"] > s["n_cells_left"] or data["ldos"]["right_layer"] > s["n_cells_right"]:
+        raise InputError("ldos.left_layer" if -data["ldos"]["left_layer"] > s["n_cells_left"] else "ldos.right_layer",
+                         f"must name a device layer; allowed: -{s['n_cells_left']}..-1 (left) and 1..{s['n_cells_right']} (right)")
     stages = data["run"]["stages"]
     order = [st for st in STAGES if st in stages]
     if order != stages:

@@ -17,10 +17,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-# sqrt(eV / (Å^2 amu)) in rad/s, and the same angular unit expressed as f = omega/2pi in THz
-EV_A2_AMU_TO_RAD_S2 = 1.602176634e-19 / (1e-20 * 1.66053906660e-27)
-OMEGA_UNIT_RAD_S = float(np.sqrt(EV_A2_AMU_TO_RAD_S2))
-OMEGA_TO_THZ = OMEGA_UNIT_RAD_S / (2 * np.pi) / 1e12
+# sqrt(eV / (Å^2 amu)) expressed as f = omega/2pi in THz, and in rad/s.  phonopy's own factor, so
+# frequencies agree with phonopy's to rounding (its physical constants differ from CODATA 2018 by ~1e-7)
+from phonopy.physical_units import get_physical_units as _phonopy_units
+
+OMEGA_TO_THZ = float(_phonopy_units().DefaultToTHz)
+OMEGA_UNIT_RAD_S = OMEGA_TO_THZ * 2 * np.pi * 1e12
 
 
 @dataclass

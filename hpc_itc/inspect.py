@@ -18,7 +18,7 @@ import numpy as np
 from .config import STAGES
 from .errors import InputError
 
-ALL_STAGES = (*STAGES, "ldos", "cohp")
+ALL_STAGES = (*STAGES, "cohp")
 
 
 def summary(path: str | Path) -> dict[str, Any]:
@@ -74,8 +74,11 @@ def summary(path: str | Path) -> dict[str, Any]:
             if "rectification_percent" in g:
                 out["rectification_percent"] = dict(zip(temps, map(float, g["rectification_percent"][()])))
             out["q_mesh"] = [int(x) for x in g["q_mesh"][()]]
-        if "ldos" in complete and "overlap_factor" in f["ldos"].attrs:
-            out["overlap_factor_per_THz"] = float(f["ldos"].attrs["overlap_factor"])
+        if "ldos" in complete:
+            g = f["ldos"]
+            out["overlap_factor_per_THz"] = float(g.attrs["overlap_factor"])
+            out["overlap_layers"] = {"layers": [int(x) for x in g.attrs["overlap_layers"]],
+                                     "left_atoms": str(g.attrs["overlap_atoms_left"]), "right_atoms": str(g.attrs["overlap_atoms_right"])}
     pending = _checkpointed(path)
     if pending:
         out["checkpointed_tasks"] = pending
@@ -117,7 +120,8 @@ def _human(s: dict[str, Any], path: str) -> str:
         if "rectification_percent" in s:
             lines.append("  rectification " + "  ".join(f"{t} K: {v:.2f}%" for t, v in s["rectification_percent"].items()))
     if "overlap_factor_per_THz" in s:
-        lines.append(f"overlap factor S = {s['overlap_factor_per_THz']:.5f} 1/THz")
+        ov = s["overlap_layers"]
+        lines.append(f"ldos: overlap factor S = {s['overlap_factor_per_THz']:.5f} 1/THz between layer {ov['layers'][0]} ({ov['left_atoms']}) and layer {ov['layers'][1]} ({ov['right_atoms']})")
     if s["wall_seconds"]:
         lines.append("wall time: " + ", ".join(f"{k} {v:.1f} s" for k, v in s["wall_seconds"].items()))
     return "\n".join(lines)

@@ -20,4 +20,7 @@ cutoff_A = 3.0
 q_mesh = [3, 3, 3]
 temperatures_K = [300.0]
 block_size = 2
+
+[ldos]
+q_mesh = [3, 3, 3]
 """

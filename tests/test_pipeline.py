@@ -13,14 +13,16 @@ from hpc_itc.inspect import summary
 from small_input import SMALL
 
 SPEC_KEYS = {"input_sha256", "stages_complete", "n_atoms_device", "n_force_evaluations", "itc_MW_m2K",
-             "rectification_percent", "max_abs_T_plus_R_minus_1", "radiation_limit_MW_m2K", "wall_seconds"}
+             "rectification_percent", "max_abs_T_plus_R_minus_1", "radiation_limit_MW_m2K", "wall_seconds",
+             "overlap_factor_per_THz"}
 
 
 def test_full_run_has_contract_keys(finished_run):
     _, out = finished_run
     s = summary(out)
     assert SPEC_KEYS <= set(s)
-    assert s["stages_complete"] == ["structure", "relax", "force_constants", "transport"]
+    assert s["stages_complete"] == ["structure", "relax", "force_constants", "transport", "ldos"]
+    assert 0 < s["overlap_factor_per_THz"] < 1
     assert s["max_abs_T_plus_R_minus_1"] < 1e-8
     for direction in ("left_to_right", "right_to_left"):
         h = s["itc_MW_m2K"][direction]["300.0"]
