@@ -5,6 +5,7 @@
     python -m hpc_itc validate INPUT.toml    check the input only; touches nothing
     python -m hpc_itc inspect RESULT.h5 [--json]
     python -m hpc_itc export RESULT.h5 OUT.extxyz [--stage structure|relax]
+    python -m hpc_itc plot RESULT.h5 [MORE.h5 ...] --out DIR
     python -m hpc_itc schema                 print the input reference (Markdown)
 
 Exit status: 0 success, 2 bad input (one line on stderr naming the key), 1 failure.
@@ -21,7 +22,7 @@ from pathlib import Path
 from . import __version__
 from .errors import InputError
 
-SUBCOMMANDS = ("run", "validate", "inspect", "export", "schema")
+SUBCOMMANDS = ("run", "validate", "inspect", "export", "plot", "schema")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -39,6 +40,9 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("result")
     e.add_argument("out")
     e.add_argument("--stage", choices=("structure", "relax"), default="relax")
+    pl = sub.add_parser("plot", help="figures (PNG and PDF) from one or more results files")
+    pl.add_argument("results", nargs="+")
+    pl.add_argument("--out", required=True, help="folder for the figures")
     sub.add_parser("schema", help="print the input-file reference")
     return p
 
@@ -60,6 +64,12 @@ def main(argv: list[str] | None = None) -> int:
             return inspect_file(args.result, as_json=args.json)
         if args.command == "export":
             return _export(args.result, args.out, args.stage)
+        if args.command == "plot":
+            from .plot import plot_files
+
+            for name, where in plot_files(args.results, args.out).items():
+                print(f"{name}: {where}")
+            return 0
         if args.command == "schema":
             from .config import schema_markdown
 

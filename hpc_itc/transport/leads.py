@@ -88,6 +88,7 @@ __all__ = [
     "LeadModeError",
     "LeadModes",
     "lead_modes",
+    "count_propagating",
     "surface_green_function",
     "check_lead_blocks",
 ]
@@ -176,6 +177,8 @@ class LeadModes:
         solutions decaying towards +inf (|lam| < 1, incl. lam = 0).
     evan_left : (2n, n - n_prop_left) orthonormal basis of the subspace of
         solutions decaying towards -inf (|lam| > 1, incl. lam = inf).
+        Either evanescent basis is ``None`` when it was not asked for (``sides``
+        of :func:`lead_modes`).
     near_edge_right, near_edge_left : bool masks of channels with
         ``|v| < edge_rel * v_scale`` (see module docstring).
     """
@@ -189,8 +192,8 @@ class LeadModes:
     lam_left: np.ndarray
     vel_left: np.ndarray
     pair_left: np.ndarray
-    evan_right: np.ndarray
-    evan_left: np.ndarray
+    evan_right: np.ndarray | None
+    evan_left: np.ndarray | None
     near_edge_right: np.ndarray
     near_edge_left: np.ndarray
 
@@ -221,11 +224,13 @@ class LeadModes:
         orthonormal evanescent basis; the coefficients of the first columns
         are therefore directly flux amplitudes.
         """
-        if direction == "right":
-            return np.hstack([self.pair_right, self.evan_right])
-        if direction == "left":
-            return np.hstack([self.pair_left, self.evan_left])
-        raise ValueError(f"direction must be 'right' or 'left', got {direction!r}")
+        if direction not in ("right", "left"):
+            raise ValueError(f"direction must be 'right' or 'left', got {direction!r}")
+        evan = self.evan_right if direction == "right" else self.evan_left
+        if evan is None:
+            raise ValueError(f"the {direction}-going evanescent subspace was not computed (lead_modes sides=...)")
+        prop = self.pair_right if direction == "right" else self.pair_left
+        return np.hstack([prop, evan])
 
 
 def _current_operator(h01: np.ndarray, omega: float):
@@ -320,7 +325,39 @@ def _current_diagonal_basis(Y, Sc, Tc, apply_k):
     return V @ yc, J, defective
 
 
-def lead_modes(h00, h01, omega: float, *, tol: float = 1e-6, edge_rel: float = 1e-4) -> LeadModes:
+def _gges(A: np.ndarray, B: np.ndarray):
+    """Complex generalized Schur form A = Q S Z^H, B = Q T Z^H (LAPACK zgges, no sorting)."""
+    n = A.shape[0]
+    gges = _ZGGES
+    result = gges(_no_sort, A, B, lwork=max(1, 33 * n), overwrite_a=1, overwrite_b=1, sort_t=0)
+    info = result[-1]
+    if info != 0:
+        raise LeadModeError(f"QZ decomposition failed (zgges info={info})")
+    S, T, _, alpha, beta, Q, Z = result[:7]
+    return S, T, alpha, beta, Q, Z
+
+
+def _no_sort(*_):  # zgges wants a callable even when sort_t=0
+    return None
+
+
+def _reorder(S, T, Q, Z, select):
+    """Move the eigenvalues flagged in ``select`` to the top-left of the Schur pencil (LAPACK ztgsen)."""
+    select = np.asarray(select, dtype=np.int32)
+    if select.all() or not select.any():
+        return S, T, Q, Z
+    S2, T2, _, _, Q2, Z2, _, _, _, _, info = _ZTGSEN(select, S, T, Q, Z, ijob=0, lwork=1, liwork=1)
+    if info != 0:
+        raise LeadModeError(f"reordering of the generalized Schur form failed (ztgsen info={info})")
+    return S2, T2, Q2, Z2
+
+
+_ZGGES, _ZTGSEN = sla.get_lapack_funcs(("gges", "tgsen"), (np.zeros((1, 1), complex),))
+
+
+def lead_modes(h00, h01, omega: float, *, tol: float = 1e-6, edge_rel: float = 1e-4,
+               sides: tuple[str, ...] = ("left", "right"), check: bool = True,
+               h01_norm: float | None = None) -> LeadModes:
     """Solve and classify the Bloch modes of a lead at angular frequency ``omega``.
 
     Parameters
@@ -331,6 +368,13 @@ def lead_modes(h00, h01, omega: float, *, tol: float = 1e-6, edge_rel: float = 1
         factors within ``2 tol`` of each other are treated as one (degenerate) cluster.
     edge_rel : channels with ``|v| < edge_rel * v_scale`` are flagged near a band
         edge (``near_edge_*``; see module docstring for ``v_scale``).
+    sides : which evanescent subspaces to compute (``"right"``: decaying towards
+        +inf, ``"left"``: towards -inf). A junction needs only the outgoing one of
+        each lead (``"left"`` for the left lead, ``"right"`` for the right lead);
+        the one not asked for is ``None`` in the result. Propagating channels are
+        always computed.
+    check : validate the blocks (skip when the caller already did, e.g. per k_par).
+    h01_norm : ``||h01||_2`` if already known (saves an SVD).
 
     Returns
     -------
@@ -341,21 +385,31 @@ def lead_modes(h00, h01, omega: float, *, tol: float = 1e-6, edge_rel: float = 1
     LeadModeError
         Singular pencil, zero-current channel, or not exactly ``n`` right-going
         and ``n`` left-going solutions.
+
+    One complex QZ decomposition of the linearised pencil is computed; every
+    subspace used (evanescent right/left, unit circle) is obtained by reordering
+    that one Schur form (LAPACK ``ztgsen``), never from individual eigenvectors
+    of non-propagating eigenvalues.
     """
     h00 = np.asarray(h00)
     h01 = np.asarray(h01)
-    check_lead_blocks(h00, h01)
+    if check:
+        check_lead_blocks(h00, h01)
     if not (np.isfinite(omega) and omega > 0):
         raise ValueError(f"omega must be a positive finite number, got {omega!r}")
     if not tol > 0:
         raise ValueError("tol must be > 0")
+    for side in sides:
+        if side not in ("left", "right"):
+            raise ValueError(f"sides must contain 'left' and/or 'right', got {side!r}")
     h00 = h00.astype(complex)
     h01 = h01.astype(complex)
     n = h00.shape[0]
     w2 = float(omega) ** 2
     h10 = h01.conj().T
     eye = np.eye(n)
-    zero = np.zeros((n, n))
+    if h01_norm is None:
+        h01_norm = float(np.linalg.norm(h01, 2))
 
     # Linearisation in pair form x = [phi; lam phi]:
     #   [0, I; -h10, w2 - h00] x = lam [I, 0; 0, h01] x
@@ -364,8 +418,13 @@ def lead_modes(h00, h01, omega: float, *, tol: float = 1e-6, edge_rel: float = 1
     # this does not change eigenvalues or deflating subspaces but keeps QZ accurate.
     d = w2 * eye - h00
     s = max(np.abs(d).max(), np.abs(h01).max(), np.finfo(float).tiny)
-    A = np.block([[zero, eye], [-h10 / s, d / s]])
-    B = np.block([[eye, zero], [zero, h01 / s]])
+    A = np.zeros((2 * n, 2 * n), complex, order="F")
+    B = np.zeros((2 * n, 2 * n), complex, order="F")
+    A[:n, n:] = eye
+    A[n:, :n] = -h10 / s
+    A[n:, n:] = d / s
+    B[:n, :n] = eye
+    B[n:, n:] = h01 / s
 
     shrink, grow = np.exp(-tol), np.exp(tol)
 
@@ -378,54 +437,46 @@ def lead_modes(h00, h01, omega: float, *, tol: float = 1e-6, edge_rel: float = 1
     def is_unit(alpha, beta):
         return ~is_right_evanescent(alpha, beta) & ~is_left_evanescent(alpha, beta)
 
-    # Three reorderings of the same (deterministic) QZ decomposition: the
-    # leading columns of Z span the requested deflating subspace. Only the
-    # subspaces are used for evanescent solutions, never individual (possibly
-    # defective) eigenvectors.
-    _, _, alpha, beta, _, ZR = sla.ordqz(A, B, sort=is_right_evanescent, output="complex")
+    # One (deterministic) QZ decomposition; the leading columns of Z after a
+    # reordering span the requested deflating subspace. Only the subspaces are
+    # used for evanescent solutions, never individual (possibly defective) eigenvectors.
+    S0, T0, alpha, beta, Q0, Z0 = _gges(A, B)
     tiny = 1e3 * np.finfo(float).eps
     if np.any((np.abs(alpha) < tiny) & (np.abs(beta) < tiny)):
         raise LeadModeError(
             f"singular mode pencil at omega={omega:g}: the lead has a degree of freedom "
             "that is decoupled or has a flat band at this frequency"
         )
-    k_right_ev = int(np.count_nonzero(is_right_evanescent(alpha, beta)))
-    k_left_ev = int(np.count_nonzero(is_left_evanescent(alpha, beta)))
+    right_ev = is_right_evanescent(alpha, beta)
+    left_ev = is_left_evanescent(alpha, beta)
+    unit = ~right_ev & ~left_ev
+    k_right_ev = int(np.count_nonzero(right_ev))
+    k_left_ev = int(np.count_nonzero(left_ev))
     k_unit = 2 * n - k_right_ev - k_left_ev
-    evan_right = ZR[:, :k_right_ev]
-    _, _, al2, be2, _, ZL = sla.ordqz(A, B, sort=is_left_evanescent, output="complex")
-    if int(np.count_nonzero(is_left_evanescent(al2, be2))) != k_left_ev:
-        raise LeadModeError(f"inconsistent eigenvalue classification at omega={omega:g}; adjust tol")
-    evan_left = ZL[:, :k_left_ev]
+    evan_right = _reorder(S0, T0, Q0, Z0, right_ev)[3][:, :k_right_ev] if "right" in sides else None
+    evan_left = _reorder(S0, T0, Q0, Z0, left_ev)[3][:, :k_left_ev] if "left" in sides else None
 
     apply_k = _current_operator(h01, float(omega))
-    k_scale = float(omega) * max(np.linalg.norm(h01, 2), np.finfo(float).tiny)
+    k_scale = float(omega) * max(h01_norm, np.finfo(float).tiny)
 
     vecs, currents, defective = [], [], []
     if k_unit > 0:
-        SU, TU, alu, beu, _, ZU = sla.ordqz(A, B, sort=is_unit, output="complex")
-        if int(np.count_nonzero(is_unit(alu, beu))) != k_unit:
-            raise LeadModeError(f"inconsistent eigenvalue classification at omega={omega:g}; adjust tol")
+        SU, TU, _, ZU = _reorder(S0, T0, Q0, Z0, unit)
         Zp = ZU[:, :k_unit]
         Sp, Tp = SU[:k_unit, :k_unit], TU[:k_unit, :k_unit]
         lam_p = np.diag(Sp) / np.diag(Tp)
         labels = _single_linkage(lam_p, 2.0 * tol)
         n_clusters = labels.max() + 1
+        eye_p = np.eye(k_unit, dtype=complex)
         for c in range(n_clusters):
-            m = int(np.count_nonzero(labels == c))
+            members = labels == c
+            m = int(np.count_nonzero(members))
             if n_clusters == 1:
                 Y, Sc, Tc = Zp, Sp, Tp
             else:
                 # Invariant subspace of this cluster: reorder the small
-                # triangular pencil so that the cluster comes first.
-                def in_cluster(a, b, _c=c):
-                    lam = a / b
-                    nearest = np.argmin(np.abs(lam[:, None] - lam_p[None, :]), axis=1)
-                    return labels[nearest] == _c
-
-                Ss, Ts, als, bes, _, Zs = sla.ordqz(Sp, Tp, sort=in_cluster, output="complex")
-                if int(np.count_nonzero(in_cluster(als, bes))) != m:
-                    raise LeadModeError(f"could not isolate degenerate cluster at omega={omega:g}")
+                # triangular pencil (already in Schur form) so that the cluster comes first.
+                Ss, Ts, _, Zs = _reorder(Sp, Tp, eye_p, eye_p, members)
                 Y, Sc, Tc = Zp @ Zs[:, :m], Ss[:m, :m], Ts[:m, :m]
             x, j, bad = _current_diagonal_basis(Y, Sc, Tc, apply_k)
             vecs.append(x)
@@ -471,7 +522,7 @@ def lead_modes(h00, h01, omega: float, *, tol: float = 1e-6, edge_rel: float = 1
     # Velocity scale: the fastest channel at this omega, but at least
     # sqrt(||h01||) (the sound speed of a chain with that coupling, in PL x omega
     # units), so that a lead whose only channel is at its band edge is flagged too.
-    v_scale = max(np.abs(vel).max() if vel.size else 0.0, np.sqrt(np.linalg.norm(h01, 2)))
+    v_scale = max(np.abs(vel).max() if vel.size else 0.0, np.sqrt(h01_norm))
     near_edge = (np.abs(vel) < edge_rel * v_scale) | defective
 
     def pick(mask):
@@ -498,6 +549,33 @@ def lead_modes(h00, h01, omega: float, *, tol: float = 1e-6, edge_rel: float = 1
         near_edge_right=er,
         near_edge_left=el,
     )
+
+
+def count_propagating(h00, h01, omega: float, *, tol: float = 1e-6) -> int:
+    """Number of unit-circle Bloch factors (|log|lam|| <= tol) of the lead pencil at ``omega``.
+
+    Eigenvalues only (LAPACK zggev without vectors), with exactly the classification
+    :func:`lead_modes` uses, so ``count_propagating(...) == 0`` means ``lead_modes``
+    would return no propagating channel. Cheaper than :func:`lead_modes`; used to
+    skip scattering problems whose transmitting lead has no open channel.
+    """
+    h00 = np.asarray(h00, complex)
+    h01 = np.asarray(h01, complex)
+    n = h00.shape[0]
+    w2 = float(omega) ** 2
+    d = w2 * np.eye(n) - h00
+    s = max(np.abs(d).max(), np.abs(h01).max(), np.finfo(float).tiny)
+    A = np.zeros((2 * n, 2 * n), complex)
+    B = np.zeros((2 * n, 2 * n), complex)
+    A[:n, n:] = np.eye(n)
+    A[n:, :n] = -h01.conj().T / s
+    A[n:, n:] = d / s
+    B[:n, :n] = np.eye(n)
+    B[n:, n:] = h01 / s
+    alpha, beta = sla.eigvals(A, B, homogeneous_eigvals=True, check_finite=False)
+    shrink, grow = np.exp(-tol), np.exp(tol)
+    unit = ~(np.abs(alpha) < shrink * np.abs(beta)) & ~(np.abs(alpha) > grow * np.abs(beta))
+    return int(np.count_nonzero(unit))
 
 
 def surface_green_function(
