@@ -17,6 +17,7 @@ import argparse
 import signal
 import sys
 import time
+import warnings
 from pathlib import Path
 
 from . import __version__
@@ -47,7 +48,15 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _quiet_known_warnings() -> None:
+    """Warnings that libraries print on every run and that a user cannot act on."""
+    warnings.filterwarnings("ignore", message=".*TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD.*")
+    warnings.filterwarnings("ignore", message=".*Point group symmetries of supercell and primitivecell are different.*")
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+
+
 def main(argv: list[str] | None = None) -> int:
+    _quiet_known_warnings()
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] not in SUBCOMMANDS and not argv[0].startswith("-"):
         argv = ["run", *argv]

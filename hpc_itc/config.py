@@ -141,7 +141,7 @@ class RunConfig:
 
     @property
     def output_path(self) -> Path:
-        return _resolve(self.base_dir, self.data["run"]["output"])
+        return _resolve(self.base_dir, self.data["run"]["output"]).resolve()
 
     @property
     def model(self) -> str:

@@ -15,12 +15,12 @@ its phases are (n theta1, m theta2).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..harmonic import OMEGA_UNIT_RAD_S, PrincipalLayerLead, RealSpaceIFC, bulk_modes
-from .scattering import LeadBlocks
+from ..harmonic import OMEGA_UNIT_RAD_S, PrincipalLayerLead, RealSpaceIFC
+from .scattering import Junction, LeadBlocks, block_partition
 
 SIDES = ("left", "right")
 
@@ -33,6 +33,8 @@ class InterfaceSystem:
     right: PrincipalLayerLead
     device: RealSpaceIFC  # device atoms: left contact principal layer first, right contact last
     repeat: tuple[int, int]
+    block_target: int = 24  # device blocks of the block-tridiagonal solve are merged up to this many dof
+    _partition: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     @property
     def n_device_dof(self) -> int:
@@ -60,6 +62,38 @@ class InterfaceSystem:
         v_dr = np.zeros((nd, nr), complex)
         v_dr[nd - nr :, :] = h01_r  # device's right contact layer -> right lead's first principal layer
         return LeadBlocks(h00_l, h01_l), LeadBlocks(h00_r, h01_r), h_d, v_ld, v_dr
+
+    @property
+    def partition(self) -> np.ndarray:
+        """Device block boundaries (dof) from the structural coupling pattern, valid at every k_par.
+
+        Computed once at a generic in-plane phase (no accidental cancellations),
+        so every k_par's device matrix is block tridiagonal on it.
+        """
+        if self._partition is None:
+            _, _, h_d, v_ld, v_dr = self.blocks(np.array([0.6180339887, 0.4142135624]))
+            pattern = np.zeros(h_d.shape)
+            flat = self.device._flat(None)[0]
+            pattern.reshape(-1)[flat] = 1.0  # every pair present in the force constants, zero or not
+            pattern += pattern.T
+            self._partition = block_partition(pattern + np.abs(h_d), np.abs(v_ld) + _contact(v_ld.shape, "left"),
+                                              np.abs(v_dr) + _contact(v_dr.shape, "right"), target=self.block_target)
+        return self._partition
+
+    def junction(self, theta_primitive) -> Junction:
+        """The junction at in-plane phases theta (primitive cell), ready to be solved at any omega."""
+        left, right, h_d, v_ld, v_dr = self.blocks(theta_primitive)
+        return Junction(left, right, h_d, v_ld, v_dr, partition=self.partition, check=False)
+
+
+def _contact(shape, side: str) -> np.ndarray:
+    """Structural pattern of a lead coupling: the contact principal layer of the device, whole."""
+    out = np.zeros(shape)
+    if side == "left":
+        out[:, : shape[0]] = 1.0
+    else:
+        out[-shape[1] :, :] = 1.0
+    return out
 
 
 def build_system(left_primitive: RealSpaceIFC, right_primitive: RealSpaceIFC, device: RealSpaceIFC,
@@ -130,6 +164,50 @@ class IncidentModes:
 VZ_REL_MIN = 1e-7  # |v_z| below this fraction of omega_max * a3_z counts as zero (band edges)
 
 
+def column_bulk_modes(primitive: RealSpaceIFC, theta: np.ndarray, phi3: np.ndarray, degeneracy_tol: float = 1e-9):
+    """:func:`hpc_itc.harmonic.bulk_modes` at many phi3 of one k_par column, sharing the in-plane sums.
+
+    D(theta, phi3) = sum_l K_l(theta) exp(i l phi3) with the layer blocks K_l
+    computed once per column; the eigenproblems are solved as one batch.
+    Same conventions and degenerate-subspace rotation as ``bulk_modes``.
+    Returns omega (n_q, n_b), vz (n_q, n_b), vectors (n_q, n_dof, n_b).
+    """
+    phi3 = np.asarray(phi3, float)
+    offsets = primitive.layer_offsets
+    blocks = np.array([primitive.layer_block(np.asarray(theta, float), int(l)) for l in offsets])
+    phase = np.exp(1j * np.outer(phi3, offsets))  # (n_q, n_l)
+    d = np.einsum("ql,lab->qab", phase, blocks)
+    d = 0.5 * (d + np.conj(np.swapaxes(d, 1, 2)))
+    dd = np.einsum("ql,lab->qab", 1j * offsets[None, :] * phase, blocks)
+    # q_z changes only phi3 = q.a3 (b3 is along z), d phi3 / d q_z = a3_z
+    dd = 0.5 * (dd + np.conj(np.swapaxes(dd, 1, 2))) * primitive.lattice[2, 2]
+    w2, vecs = np.linalg.eigh(d)
+    omega = np.sign(w2) * np.sqrt(np.abs(w2))
+    proj = np.einsum("qab,qbc,qcd->qad", np.conj(np.swapaxes(vecs, 1, 2)), dd, vecs)
+    vals = np.real(np.einsum("qaa->qa", proj)).copy()
+    for q in range(len(phi3)):
+        scale = max(abs(w2[q]).max(), 1e-30)
+        close = np.flatnonzero(np.diff(w2[q]) < degeneracy_tol * scale)
+        if close.size == 0:
+            continue
+        start = 0
+        nb = w2.shape[1]
+        while start < nb:  # the same grouping as bulk_modes: relative to the group's first eigenvalue
+            stop = start + 1
+            while stop < nb and abs(w2[q, stop] - w2[q, start]) < degeneracy_tol * scale:
+                stop += 1
+            if stop - start > 1:
+                sub = vecs[q, :, start:stop]
+                p = sub.conj().T @ dd[q] @ sub
+                ev, rot = np.linalg.eigh(0.5 * (p + p.conj().T))
+                vecs[q, :, start:stop] = sub @ rot
+                vals[q, start:stop] = ev
+            start = stop
+    with np.errstate(divide="ignore", invalid="ignore"):
+        vz = np.where(omega > 0, vals / (2 * np.abs(omega) + 1e-300), 0.0)
+    return omega, vz, vecs
+
+
 def incident_modes_at(primitive: RealSpaceIFC, mesh: tuple[int, int, int], i: int, j: int, towards: int,
                       omega_min: float) -> IncidentModes:
     """Modes at mesh column (i, j) (all k) whose v_z has the sign ``towards`` (+1 or -1).
@@ -140,9 +218,10 @@ def incident_modes_at(primitive: RealSpaceIFC, mesh: tuple[int, int, int], i: in
     """
     n1, n2, n3 = mesh
     rows, bands, omegas, vzs, vecs = [], [], [], [], []
+    theta = 2 * np.pi * np.array([i / n1, j / n2])
+    omega_all, vz_all, vec_all = column_bulk_modes(primitive, theta, 2 * np.pi * np.arange(n3) / n3)
     for k in range(n3):
-        phases = 2 * np.pi * np.array([i / n1, j / n2, k / n3])
-        omega, vz, vectors = bulk_modes(primitive, phases)
+        omega, vz, vectors = omega_all[k], vz_all[k], vec_all[k]
         vz_min = VZ_REL_MIN * max(omega.max(), 0.0) * primitive.lattice[2, 2]
         for band in range(len(omega)):
             if omega[band] < omega_min or towards * vz[band] <= vz_min:
