@@ -23,7 +23,7 @@ from pathlib import Path
 from . import __version__
 from .errors import InputError
 
-SUBCOMMANDS = ("run", "validate", "inspect", "export", "plot", "schema")
+SUBCOMMANDS = ("run", "validate", "inspect", "export", "plot", "cohp-inputs", "schema")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -44,6 +44,11 @@ def _parser() -> argparse.ArgumentParser:
     pl = sub.add_parser("plot", help="figures (PNG and PDF) from one or more results files")
     pl.add_argument("results", nargs="+")
     pl.add_argument("--out", required=True, help="folder for the figures")
+    c = sub.add_parser("cohp-inputs", help="VASP + LOBSTER inputs for a slab cut from the relaxed interface")
+    c.add_argument("result")
+    c.add_argument("outdir")
+    c.add_argument("--thickness", type=float, default=30.0, help="slab thickness in Å (paper: about 30)")
+    c.add_argument("--vacuum", type=float, default=15.0, help="vacuum in Å")
     sub.add_parser("schema", help="print the input-file reference")
     return p
 
@@ -79,6 +84,10 @@ def main(argv: list[str] | None = None) -> int:
             for name, where in plot_files(args.results, args.out).items():
                 print(f"{name}: {where}")
             return 0
+        if args.command == "cohp-inputs":
+            from .cohp import cohp_inputs_main
+
+            return cohp_inputs_main(args.result, args.outdir, args.thickness, args.vacuum)
         if args.command == "schema":
             from .config import schema_markdown
 
@@ -158,8 +167,20 @@ def _run(path: str) -> int:
 
         run_ldos(ctx_)
 
+    def stage_cohp(ctx_: Context) -> None:
+        from .cohp import stage_cohp as run_cohp
+
+        run_cohp(ctx_)
+
+    def is_done(name: str) -> bool:
+        if name == "cohp":  # lobster_dir is not hashed: redo when it (or its thresholds) changed
+            from .cohp import stage_is_current
+
+            return stage_is_current(ctx)
+        return ctx.results.is_complete(name)
+
     stages = {"structure": stage_structure, "relax": stage_relax, "force_constants": stage_force_constants,
-              "transport": stage_transport, "ldos": stage_ldos}
+              "transport": stage_transport, "ldos": stage_ldos, "cohp": stage_cohp}
     t0 = time.monotonic()
     try:
         def prepare() -> str:
@@ -175,11 +196,12 @@ def _run(path: str) -> int:
         if comm.rank == 0:
             log.info("hpc_itc %s: input %s (sha256 %s), results %s, %d rank(s)", __version__, path, ctx.input_sha256[:12], cfg.output_path, comm.size)
         for name in cfg["run"]["stages"]:
-            if ctx.results.is_complete(name):
+            if is_done(name):
                 if comm.rank == 0:
                     log.info("stage %s: already in %s, skipped", name, cfg.output_path.name)
                 continue
-            missing = [st for st in config.STAGES[: config.STAGES.index(name)] if not ctx.results.is_complete(st)]
+            needs = [] if name == "cohp" else config.STAGES[: config.STAGES.index(name)]
+            missing = [st for st in needs if not ctx.results.is_complete(st)]
             if missing:
                 raise InputError("run.stages", f"stage '{name}' needs {', '.join(missing)} first; add them to run.stages")
             if comm.rank == 0:

@@ -20,7 +20,8 @@ from typing import Any, Callable
 from .errors import InputError
 
 MATERIALS = ("cu", "diamond")
-STAGES = ("structure", "relax", "force_constants", "transport", "ldos")
+STAGES = ("structure", "relax", "force_constants", "transport", "ldos", "cohp")
+DEFAULT_STAGES = STAGES[:-1]  # cohp needs a finished LOBSTER folder: add it to run.stages with cohp.lobster_dir
 DIRECTIONS = ("left_to_right", "right_to_left")
 OPTIMIZERS = ("FIRE", "BFGS", "LBFGS")
 
@@ -70,7 +71,7 @@ def _fmt(x: float) -> str:
 SCHEMA: dict[str, dict[str, Key]] = {
     "run": {
         "output": Key("path", "results.h5", "Results file (HDF5). Relative paths are relative to the input file's folder.", hashed=False),
-        "stages": Key("str_list", list(STAGES), "Stages to run, in pipeline order; a stage needs the ones before it (already in the file or run now).", choices=STAGES, hashed=False),
+        "stages": Key("str_list", list(DEFAULT_STAGES), "Stages to run, in pipeline order; a stage needs the ones before it (already in the file or run now), except cohp, which reads only cohp.lobster_dir.", choices=STAGES, hashed=False),
         "log_level": Key("str", "info", "Logging verbosity.", choices=("debug", "info", "warning"), hashed=False),
         "progress_seconds": Key("float", 30.0, "Interval between progress lines on long stages.", unit="s", minimum=0.1, hashed=False),
     },
@@ -121,6 +122,11 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "frequency_step_THz": Key("float", 0.02, "Spacing of the LDOS frequency grid.", unit="THz", minimum=0.0, exclusive_min=True),
         "left_layer": Key("int", -1, "Layer (layer_from_interface, negative = left material) taken as D1 of the overlap factor (paper: first Cu layer, -1).", maximum=-1),
         "right_layer": Key("int", 1, "Layer taken as D2 of the overlap factor (paper: first diamond layer, +1: C(1)+C(2) or N+C).", minimum=1),
+    },
+    "cohp": {
+        "lobster_dir": Key("str", "", "Finished VASP+LOBSTER folder (ICOHPLIST.lobster, COHPCAR.lobster, POSCAR/CONTCAR), relative to the input file's folder; needed when run.stages has cohp. Inputs for it: python -m hpc_itc cohp-inputs.", hashed=False),
+        "min_dz_A": Key("float", 0.3, "Bonds whose ends differ in z by no more than this are in-plane and not counted.", unit="Å", minimum=0.0, hashed=False),
+        "plane_tol_A": Key("float", 0.4, "Atoms closer than this in z form one atomic plane.", unit="Å", minimum=0.01, maximum=0.85, hashed=False),
     },
 }
 
@@ -296,6 +302,8 @@ def _cross_checks(data: dict[str, dict[str, Any]], base: Path) -> None:
         raise InputError("ldos.left_layer" if -data["ldos"]["left_layer"] > s["n_cells_left"] else "ldos.right_layer",
                          f"must name a device layer; allowed: -{s['n_cells_left']}..-1 (left) and 1..{s['n_cells_right']} (right)")
     stages = data["run"]["stages"]
+    if "cohp" in stages and not data["cohp"]["lobster_dir"]:
+        raise InputError("cohp.lobster_dir", "run.stages has cohp: give the folder of a finished VASP+LOBSTER run (or drop cohp from run.stages)")
     order = [st for st in STAGES if st in stages]
     if order != stages:
         raise InputError("run.stages", f"got {stages!r}; list stages in pipeline order: {', '.join(STAGES)}")

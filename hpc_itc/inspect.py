@@ -15,10 +15,10 @@ from typing import Any
 import h5py
 import numpy as np
 
-from .config import STAGES
+from .config import DEFAULT_STAGES, STAGES
 from .errors import InputError
 
-ALL_STAGES = (*STAGES, "cohp")
+ALL_STAGES = STAGES
 
 
 def summary(path: str | Path) -> dict[str, Any]:
@@ -36,7 +36,7 @@ def summary(path: str | Path) -> dict[str, Any]:
             cfg = tomllib.loads(f.attrs.get("input_toml", ""))
         except tomllib.TOMLDecodeError:
             cfg = {}
-        requested = cfg.get("run", {}).get("stages", list(STAGES))
+        requested = cfg.get("run", {}).get("stages", list(DEFAULT_STAGES))
         out: dict[str, Any] = {
             "input_sha256": f.attrs.get("input_sha256"),
             "hpc_itc_version": f.attrs.get("hpc_itc_version"),
@@ -79,6 +79,10 @@ def summary(path: str | Path) -> dict[str, Any]:
             out["overlap_factor_per_THz"] = float(g.attrs["overlap_factor"])
             out["overlap_layers"] = {"layers": [int(x) for x in g.attrs["overlap_layers"]],
                                      "left_atoms": str(g.attrs["overlap_atoms_left"]), "right_atoms": str(g.attrs["overlap_atoms_right"])}
+        if "cohp" in complete:
+            from .cohp import summary_from_group
+
+            out["cohp"] = summary_from_group(f["cohp"])
     pending = _checkpointed(path)
     if pending:
         out["checkpointed_tasks"] = pending
@@ -122,6 +126,10 @@ def _human(s: dict[str, Any], path: str) -> str:
     if "overlap_factor_per_THz" in s:
         ov = s["overlap_layers"]
         lines.append(f"ldos: overlap factor S = {s['overlap_factor_per_THz']:.5f} 1/THz between layer {ov['layers'][0]} ({ov['left_atoms']}) and layer {ov['layers'][1]} ({ov['right_atoms']})")
+    if "cohp" in s:
+        c = s["cohp"]
+        lines.append(f"cohp: mean -ICOHP {c['mean_minus_icohp_eV']:.3f} eV over {c['n_bonds']} interface bonds (" +
+                     ", ".join(f"{k} {v['minus_icohp_eV']:.3f} eV x{v['count']}" for k, v in c["per_type"].items()) + f") from {c['folder']}")
     if s["wall_seconds"]:
         lines.append("wall time: " + ", ".join(f"{k} {v:.1f} s" for k, v in s["wall_seconds"].items()))
     return "\n".join(lines)
