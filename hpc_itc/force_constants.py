@@ -248,6 +248,27 @@ def interface_zone(het, phonon: Phonopy, radius_A: float) -> tuple[list[int], np
     return tasks, zone, z_plane
 
 
+def bulk_site_deviation(het) -> np.ndarray:
+    """Displacement (Å) of every slab atom from its ideal bulk site, relative to its side's fixed buffer.
+
+    Ideal sites come from the bookkeeping (basis + layer a3 + c1 a1 + c2 a2 of the side's lead cell);
+    the buffers are held at bulk sites during the relaxation, so their offset defines each side's origin.
+    Rows taken from the bulk leads are exact only where this is ~0.
+    """
+    pos = het.atoms.positions
+    out = np.zeros(len(pos))
+    for side, lead in ((0, het.left_lead), (1, het.right_lead)):
+        sel = np.flatnonzero(het.side == side)
+        lat = lead.lattice
+        ideal = (lead.positions[het.basis_index[sel]] + het.layer[sel, None] * lat[2]
+                 + het.cell_index[sel, 0, None] * lat[0] + het.cell_index[sel, 1, None] * lat[1])
+        dev = pos[sel] - ideal
+        buffer = het.region[sel] != 1
+        ref = dev[buffer].mean(axis=0) if buffer.any() else dev.mean(axis=0)
+        out[sel] = np.linalg.norm(dev - ref, axis=1)
+    return out
+
+
 def _pair_table(ifc: RealSpaceIFC, periods: tuple[int, int]) -> dict[tuple, np.ndarray]:
     """Bulk pair force constants keyed by (i, j, shift1 mod P1, shift2 mod P2, shift3)."""
     table: dict[tuple, np.ndarray] = {}
@@ -507,6 +528,12 @@ def _write_stage(ctx, het, plans: list[PartPlan], opts: dict, timer: StageTimer)
                     sub.attrs["interface_radius_A"] = opts["interface_radius_A"]
                     sub.attrs["interface_plane_z_A"] = interface_plane_z(het)
                     write_array(sub, "interface_zone", plan.zone, doc="unit-cell atoms whose rows come from MLIP forces")
+                    deviation = bulk_site_deviation(het)
+                    outside = float(deviation[~plan.zone].max()) if (~plan.zone).any() else 0.0
+                    sub.attrs["max_bulk_site_deviation_outside_zone_A"] = outside
+                    _log.info("device route 'interface': atoms outside the zone sit up to %.4f Å from their bulk sites "
+                              "(their rows are bulk rows; the zone's atoms up to %.4f Å)", outside,
+                              float(deviation[plan.zone].max()) if plan.zone.any() else 0.0)
             _log.info("%s: %d force calls (%d symmetry-reduced displacements, %d naive), sum-rule violation %.2e -> %.2e eV/Å^2, "
                       "cutoff %.2f Å moves up to %.2e eV/Å^2 (%.1e of the largest on-site element) into the on-site blocks",
                       plan.name, plan.n_force_evaluations, plan.n_displacements, plan.n_displacements_naive,
@@ -527,6 +554,7 @@ def _write_stage(ctx, het, plans: list[PartPlan], opts: dict, timer: StageTimer)
         g.attrs["n_displacements_symmetry_reduced"] = sum(p.n_displacements for p in plans)
         g.attrs["n_displacements_naive"] = sum(p.n_displacements_naive for p in plans)
         g.attrs["cutoff_A"] = cutoff
+        g.attrs["symprec"] = ctx.cfg["force_constants"]["symprec"]
         g.attrs["device_route"] = opts["device_route"]
 
     ctx.results.write_stage(STAGE, write, timer.seconds)
@@ -547,11 +575,11 @@ def load_force_constants(ctx):
     out = {}
     with ctx.results.open() as f:
         for name in PARTS:
-            out[name] = _stored_ifc(f[STAGE][name])
+            out[name] = _stored_ifc(f[STAGE][name], ctx.cfg["force_constants"]["symprec"])
     return het, out
 
 
-def _stored_phonopy(group) -> Phonopy:
+def _stored_phonopy(group, symprec: float | None = None) -> Phonopy:
     """A phonopy object (no displacements generated) with the stored force constants of one part."""
     from .results import read_str_array
 
@@ -559,13 +587,15 @@ def _stored_phonopy(group) -> Phonopy:
     positions = group["unitcell_positions"][()]
     unit = PhonopyAtoms(symbols=read_str_array(group["unitcell_symbols"]), cell=cell,
                         scaled_positions=np.linalg.solve(cell.T, positions.T).T, masses=group["unitcell_masses"][()])
-    phonon = Phonopy(unit, supercell_matrix=group["supercell_matrix"][()], primitive_matrix="P", log_level=0)
+    if symprec is None:
+        symprec = float(group.parent.attrs.get("symprec", 1e-5))
+    phonon = Phonopy(unit, supercell_matrix=group["supercell_matrix"][()], primitive_matrix="P", symprec=symprec, log_level=0)
     phonon.force_constants = group["force_constants"][()]
     return phonon
 
 
-def _stored_ifc(group) -> RealSpaceIFC:
-    phonon = _stored_phonopy(group)
+def _stored_ifc(group, symprec: float | None = None) -> RealSpaceIFC:
+    phonon = _stored_phonopy(group, symprec)
     cell = group["unitcell_cell"][()]
     frac = np.linalg.solve(cell.T, group["unitcell_positions"][()].T).T
     return RealSpaceIFC.from_phonopy(phonon, frac, group["unitcell_masses"][()])

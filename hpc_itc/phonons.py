@@ -77,9 +77,8 @@ class LeadPhonons:
 def _modes_at(phonon, q_red: np.ndarray, lattice: np.ndarray) -> dict:
     """Frequencies and longitudinal fraction sum_a |e_a . q^|^2 of each mode at one q."""
     phonon.run_qpoints([q_red], with_eigenvectors=True)
-    d = phonon.get_qpoints_dict()
-    freqs = np.asarray(d["frequencies"][0], float)
-    vecs = np.asarray(d["eigenvectors"][0])  # columns, mass-weighted
+    freqs = np.asarray(phonon.qpoints.frequencies[0], float)
+    vecs = np.asarray(phonon.qpoints.eigenvectors[0])  # columns, mass-weighted
     q_cart = np.linalg.solve(np.asarray(lattice, float), q_red)  # q = sum_j q_j b_j, b_j columns of inv(lattice)
     nb = vecs.shape[1]
     if np.linalg.norm(q_cart) < 1e-12:
@@ -133,22 +132,22 @@ def lead_phonons(phonon, lattice: np.ndarray, material: str, mesh=(16, 16, 16), 
             starts.append((branch[k], branch[k + 1]))
             connections.append(k < len(branch) - 2)
     phonon.run_band_structure(segments, with_eigenvectors=False, path_connections=connections)
-    bs = phonon.get_band_structure_dict()
-    qpts = np.vstack(bs["qpoints"])
-    dist = np.concatenate(bs["distances"])
-    freqs = np.vstack(bs["frequencies"])
-    seg = np.concatenate([np.full(len(q), k) for k, q in enumerate(bs["qpoints"])])
-    names, where = [starts[0][0]], [float(bs["distances"][0][0])]
+    bs = phonon.band_structure
+    qpts = np.vstack(bs.qpoints)
+    dist = np.concatenate(bs.distances)
+    freqs = np.vstack(bs.frequencies)
+    seg = np.concatenate([np.full(len(q), k) for k, q in enumerate(bs.qpoints)])
+    names, where = [starts[0][0]], [float(bs.distances[0][0])]
     for k, (a, b) in enumerate(starts):
-        end = float(bs["distances"][k][-1])
+        end = float(bs.distances[k][-1])
         if k + 1 < len(starts) and not connections[k]:
             names.append(f"{b}|{starts[k + 1][0]}")
         else:
             names.append(b)
         where.append(end)
-    phonon.run_mesh(list(mesh), with_eigenvectors=False, is_mesh_symmetry=True)
+    phonon.run_mesh(list(mesh), with_eigenvectors=False, is_mesh_symmetry=True, is_gamma_center=True)
     phonon.run_total_dos()
-    dos = phonon.get_total_dos_dict()
+    dos = {"frequency_points": phonon.total_dos.frequency_points, "total_dos": phonon.total_dos.dos}
     n_basis = len(phonon.primitive)
     points = {name: _modes_at(phonon, reduced_qpoint(lattice, FCC_POINTS_CUBIC[name]), lattice) for name in ("G", "X", "L", "X_inplane")}
     return LeadPhonons(material, qpts, dist, freqs, seg, names, np.array(where), np.asarray(dos["frequency_points"], float),

@@ -102,3 +102,20 @@ def test_interrupted_force_constants_resume_without_recomputing(tmp_path, monkey
     assert calls["n"] == reference - done  # nothing computed twice
     assert summary(tmp_path / "r.h5")["n_force_evaluations"] == reference
     assert not (tmp_path / "r.h5.ckpt").exists()
+
+
+def test_inspect_unfinished_run_says_what_is_missing(tmp_path, capsys):
+    path = tmp_path / "in.toml"
+    path.write_text(SMALL.format(out="part.h5").replace("[run]", '[run]\nstages = ["structure"]'))
+    assert main([str(path)]) == 0
+    from hpc_itc.results import ResultsFile
+
+    ResultsFile(tmp_path / "part.h5").save_task("force_constants", "device", 0, forces=[[0.0, 0.0, 0.0]])
+    s = summary(tmp_path / "part.h5")
+    assert s["stages_complete"] == ["structure"]
+    assert s["stages_missing"] == []  # the input asked for structure only
+    assert s["checkpointed_tasks"] == {"force_constants/device": 1}
+    capsys.readouterr()
+    assert main(["inspect", str(tmp_path / "part.h5")]) == 0
+    text = capsys.readouterr().out
+    assert "stages complete: structure" in text and "force_constants/device 1 tasks" in text

@@ -16,8 +16,6 @@ rounding.  Defaults are tuned to give roughly the right band widths (Cu up to
 
 from __future__ import annotations
 
-import itertools
-
 import numpy as np
 from ase.data import atomic_masses, atomic_numbers
 
@@ -26,10 +24,10 @@ from ..structure import InterfaceSpec, build, cubic_layer_cell, lead_cells
 
 # (k0 eV/Å^2, r0 Å) per unordered element pair
 DEFAULT_SPRINGS = {
-    ("Cu", "Cu"): (1.3, 2.55),
-    ("C", "C"): (14.0, 1.54),
+    ("Cu", "Cu"): (1.55, 2.55),
+    ("C", "C"): (25.0, 1.54),
     ("C", "Cu"): (3.0, 2.0),
-    ("C", "N"): (14.0, 1.50),
+    ("C", "N"): (22.0, 1.50),
     ("Cu", "N"): (3.0, 2.0),
     ("N", "N"): (10.0, 1.50),
 }
@@ -51,44 +49,36 @@ def spring_ifc(lattice: np.ndarray, positions: np.ndarray, symbols: list[str], p
     the image it was found at, so the result matches :meth:`RealSpaceIFC.from_phonopy`'s
     conventions (unwrapped frame, one entry per image within the cutoff).
     """
+    from ase import Atoms
+    from ase.neighborlist import neighbor_list
+
     k_of = _law(springs or DEFAULT_SPRINGS)
     lattice = np.asarray(lattice, float)
     positions = np.asarray(positions, float)
     n = len(positions)
-    # enough images to reach the cutoff from any atom of the cell
-    span = positions.max(axis=0) - positions.min(axis=0)
-    reach = []
-    for axis in range(3 if periodic_z else 2):
-        other = np.delete(np.arange(3), axis)
-        normal = np.cross(lattice[other[0]], lattice[other[1]])
-        height = abs(lattice[axis] @ normal) / np.linalg.norm(normal)
-        reach.append(int(np.ceil((cutoff_A + np.linalg.norm(span)) / height)) + 1)
-    if not periodic_z:
-        reach.append(0)
-    rows_i, rows_j, shifts, phis = [], [], [], []
+    cell = lattice.copy()
+    if not periodic_z:  # make sure the non-periodic axis is long enough not to matter
+        cell[2] = [0.0, 0.0, max(np.ptp(positions[:, 2]) + 2 * cutoff_A + 1.0, 1.0)]
+    atoms = Atoms(symbols, positions=positions, cell=cell, pbc=(True, True, periodic_z))
+    ii, jj, dist, vec, shift = neighbor_list("ijdDS", atoms, cutoff_A + 1e-9, self_interaction=False)
+    order = np.lexsort((shift[:, 2], shift[:, 1], shift[:, 0], jj, ii))
+    ii, jj, dist, vec, shift = ii[order], jj[order], dist[order], vec[order], shift[order]
+    sym = np.asarray(symbols)
+    k = np.empty(len(ii))
+    for a in np.unique(sym):
+        for b in np.unique(sym):
+            sel = (sym[ii] == a) & (sym[jj] == b)
+            if sel.any():
+                k[sel] = k_of(a, b, dist[sel])
+    u = vec / dist[:, None]
+    blocks = -k[:, None, None] * u[:, :, None] * u[:, None, :]
     onsite = np.zeros((n, 3, 3))
-    for s in itertools.product(*(range(-r, r + 1) for r in reach)):
-        t = np.array(s) @ lattice
-        d = positions[None, :, :] + t - positions[:, None, :]  # (i, j, 3)
-        r = np.linalg.norm(d, axis=2)
-        ii, jj = np.nonzero((r <= cutoff_A + 1e-9) & (r > 1e-6))
-        for i, j in zip(ii, jj):
-            rij = r[i, j]
-            u = d[i, j] / rij
-            blk = -float(k_of(symbols[i], symbols[j], rij)) * np.outer(u, u)
-            rows_i.append(i)
-            rows_j.append(j)
-            shifts.append(s)
-            phis.append(blk)
-            onsite[i] -= blk
-    for i in range(n):
-        rows_i.append(i)
-        rows_j.append(i)
-        shifts.append((0, 0, 0))
-        phis.append(onsite[i])
+    np.add.at(onsite, ii, -blocks)
     masses = np.array([atomic_masses[atomic_numbers[x]] for x in symbols])
-    return RealSpaceIFC(lattice, positions, masses, np.array(rows_i), np.array(rows_j),
-                        np.array(shifts, dtype=int).reshape(-1, 3), np.array(phis).reshape(-1, 3, 3))
+    return RealSpaceIFC(lattice, positions, masses, np.concatenate([ii, np.arange(n)]),
+                        np.concatenate([jj, np.arange(n)]),
+                        np.vstack([shift.astype(int), np.zeros((n, 3), int)]),
+                        np.concatenate([blocks, onsite]))
 
 
 def spring_interface(n_left: int, n_right: int, cutoff_A: float = 6.0, *, left: str = "cu", right: str = "diamond",

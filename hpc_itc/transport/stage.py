@@ -1,14 +1,31 @@
-"""Transport stage shell: distribute (direction, k_par block) tasks, checkpoint, sum up.
+"""Transport stage shell: distribute tasks over ranks, checkpoint them, sum up on rank 0.
 
-Each task solves, for every incident bulk mode in its block of in-plane mesh
-columns, the scattering problem at that mode's (k_par, omega), and checkpoints
-(omega, v_z, T, R) per mode.  Rank 0 then forms the Landauer sums (paper Eq. 5),
-spectral transmittance (Eq. 6), cumulative conductance and the radiation limits.
+Tasks (each one checkpoint file; dealt round-robin, so results do not depend on
+the number of ranks):
+
+* main mesh: per direction, blocks of ``block_size`` *irreducible* k_par columns
+  of the incident lead's q mesh (orbits under the in-plane point group that the
+  whole system shares, :mod:`.symmetry`).  A task solves its representative
+  columns (:func:`.solve.solve_column`) and writes the modes of every column of
+  their orbits (copies carry ``symmetry_image = True``), so the stored mode list
+  is the full mesh;
+* ``transport.q_mesh_sweep``: the same for each extra mesh (convergence check);
+* ``transport.path_points``: mode-resolved maps along Gamma-X-U|K-Gamma-W-K-Gamma-L
+  of each incident lead, in chunks of points.
+
+Rank 0 then forms the Landauer sums (paper Eq. 5), spectral transmittance
+(Eq. 6), cumulative conductance, the radiation limits, and the Caroli
+cross-check on a deterministic sample of (k_par, omega) points.
+
+Settings read here beyond the original schema (with their defaults):
+``solver`` ("rgf"), ``use_symmetry`` (true), ``path_points`` (100),
+``caroli_samples`` (20), ``device_model`` ("slab"), ``q_mesh_sweep`` ([]).
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 
 import numpy as np
 from threadpoolctl import threadpool_limits
@@ -18,129 +35,293 @@ from ..harmonic import OMEGA_TO_THZ, OMEGA_UNIT_RAD_S
 from ..parallel import my_share, ranks_on_node
 from ..results import StageTimer, write_array
 from . import landauer
-from .scattering import solve_scattering
-from .system import InterfaceSystem, build_system, incident_modes_at
+from .bzpath import lead_path
+from .solve import (  # noqa: F401  (re-exported: the ldos stage and the tests use them from here)
+    DIRECTION_SIDE,
+    LAM_TOL,
+    OMEGA_MIN_THZ,
+    SOLVED_RGF,
+    SOLVED_RGF_FALLBACK,
+    caroli_difference,
+    caroli_samples,
+    path_transmission,
+    solve_column,
+)
+from .symmetry import InplaneSymmetry, MeshReduction, find_inplane_symmetry, reduce_mesh
+from .system import InterfaceSystem, build_system, homogeneous_system
 
 STAGE = "transport"
 _log = logmod.get("transport")
-OMEGA_MIN_THZ = 1e-3  # acoustic modes at Gamma are skipped (see incident_modes_at)
-LAM_TOL = 1e-4
-DIRECTION_SIDE = {"left_to_right": ("left", +1), "right_to_left": ("right", -1)}
+PATH_CHUNK = 25  # path points per task
+DEVICE_MODELS = ("slab", "left_lead")
+SOLVERS = ("rgf", "dense")
+
+
+# ---- settings -----------------------------------------------------------------------------------
+def parse_meshes(value) -> list[tuple[int, int, int]]:
+    """``q_mesh_sweep`` as a list of (N1, N2, N3): accepts [[n1,n2,n3], ...], a flat list of 3k ints or "NxNxN" strings."""
+    if value is None:
+        return []
+    items = list(value)
+    if items and all(isinstance(x, (int, np.integer)) for x in items):
+        if len(items) % 3:
+            raise ValueError("q_mesh_sweep: a flat list must hold 3 integers per mesh")
+        items = [items[k : k + 3] for k in range(0, len(items), 3)]
+    out = []
+    for item in items:
+        mesh = [int(x) for x in item.lower().split("x")] if isinstance(item, str) else [int(x) for x in item]
+        if len(mesh) != 3 or min(mesh) < 1:
+            raise ValueError(f"q_mesh_sweep: each mesh needs 3 positive integers, got {item!r}")
+        out.append(tuple(mesh))
+    return out
+
+
+def settings(cfg) -> dict:
+    """The transport settings with defaults for keys the schema may not know yet."""
+    t = cfg["transport"]
+    s = {
+        "q_mesh": tuple(int(x) for x in t["q_mesh"]),
+        "directions": list(t["directions"]),
+        "temperatures_K": np.array(t["temperatures_K"], float),
+        "frequency_bin_THz": float(t["frequency_bin_THz"]),
+        "block_size": int(t["block_size"]),
+        "solver": str(t.get("solver", "rgf")),
+        "use_symmetry": bool(t.get("use_symmetry", True)),
+        "path_points": int(t.get("path_points", 100)),
+        "caroli_samples": int(t.get("caroli_samples", 20)),
+        "device_model": str(t.get("device_model", "slab")),
+        "q_mesh_sweep": parse_meshes(t.get("q_mesh_sweep", [])),
+    }
+    if s["solver"] not in SOLVERS:
+        raise ValueError(f"transport.solver must be one of {SOLVERS}, got {s['solver']!r}")
+    if s["device_model"] not in DEVICE_MODELS:
+        raise ValueError(f"transport.device_model must be one of {DEVICE_MODELS}, got {s['device_model']!r}")
+    return s
 
 
 def load_system(ctx) -> InterfaceSystem:
-    from ..force_constants import load_force_constants
+    """The finalized system: leads from the bulk IFCs, device from the slab (or, for
+    ``transport.device_model = "left_lead"``, principal layers of the left lead's bulk)."""
+    from ..errors import InputError
+    from ..pipeline import load_force_constants
 
     het, ifcs = load_force_constants(ctx)
     cutoff = ctx.cfg["force_constants"]["cutoff_A"]
     left, _ = ifcs["left_lead"].truncated(cutoff)
+    s = ctx.cfg["structure"]
+    model = str(ctx.cfg["transport"].get("device_model", "slab"))
+    if model == "left_lead":
+        if s["left_material"] != s["right_material"]:
+            raise InputError("transport.device_model", f"'left_lead' needs the same material on both sides "
+                                                       f"(got {s['left_material']} | {s['right_material']}); allowed: 'slab'")
+        return homogeneous_system(left, s["n_cells_left"] + s["n_cells_right"], het.inplane_repeat)
+    if model != "slab":
+        raise InputError("transport.device_model", f"got {model!r}; allowed: one of {DEVICE_MODELS}")
     right, _ = ifcs["right_lead"].truncated(cutoff)
     slab, _ = ifcs["device"].truncated(cutoff)
     device = slab.subset(het.device_indices)
-    s = ctx.cfg["structure"]
     return build_system(left, right, device, het.inplane_repeat, (s["n_cells_left"], s["n_cells_right"]))
 
 
-def solve_column(system: InterfaceSystem, direction: str, mesh, i: int, j: int) -> dict[str, np.ndarray]:
-    """T and R of every incident mode in mesh column (i, j) for one direction."""
-    side, towards = DIRECTION_SIDE[direction]
-    primitive = system.primitive(side)
-    lead = system.lead(side)
-    modes = incident_modes_at(primitive, mesh, i, j, towards, OMEGA_MIN_THZ / OMEGA_TO_THZ)
-    theta = 2 * np.pi * np.array([i / mesh[0], j / mesh[1]])
-    left, right, h_d, v_ld, v_dr = system.blocks(theta)
-    t_out = np.zeros(len(modes.omega))
-    r_out = np.zeros(len(modes.omega))
-    for n, (omega, row, vec) in enumerate(zip(modes.omega, modes.mesh_index, modes.vectors)):
-        phases = 2 * np.pi * np.array([i / mesh[0], j / mesh[1], row[2] / mesh[2]])
-        lam = np.exp(1j * lead.p * phases[2])
-        smatrix = solve_scattering(left, right, h_d, v_ld, v_dr, omega)
-        # lam_tol admits nearly degenerate partners (a symmetry broken at the 1e-9 level
-        # splits their Bloch factors by more than the solver's tolerance)
-        t_out[n], r_out[n] = smatrix.incident(side, lam, lead.bloch_vector(vec, phases, system.repeat), lam_tol=LAM_TOL)
-    return {"mesh_index": modes.mesh_index, "band": modes.band, "omega": modes.omega, "vz": modes.vz,
-            "transmission": t_out, "reflection": r_out}
+# ---- tasks --------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Task:
+    part: str  # checkpoint folder
+    task_id: int
+    kind: str  # "mesh" or "path"
+    direction: str
+    mesh: tuple[int, int, int] | None
+    items: tuple  # representative indices (mesh) or point indices (path)
 
 
-def _columns(mesh) -> list[tuple[int, int]]:
-    return [(i, j) for i in range(mesh[0]) for j in range(mesh[1])]
+def mesh_name(mesh) -> str:
+    return "x".join(str(int(n)) for n in mesh)
 
 
-def _tasks(cfg) -> list[tuple[str, int, list[tuple[int, int]]]]:
-    mesh = cfg["transport"]["q_mesh"]
-    cols = _columns(mesh)
-    size = cfg["transport"]["block_size"]
+def reductions(system: InterfaceSystem, symmetry: InplaneSymmetry, meshes, directions) -> dict:
+    """MeshReduction per (mesh, direction): orbits of the incident lead's k_par columns."""
+    out = {}
+    for mesh in meshes:
+        for direction in directions:
+            side, _ = DIRECTION_SIDE[direction]
+            out[(tuple(mesh), direction)] = reduce_mesh(symmetry, system.primitive(side).lattice, mesh)
+    return out
+
+
+def plan(system: InterfaceSystem, st: dict, reds: dict) -> list[Task]:
+    """Every task of the stage, in the same order on every rank: main mesh, sweep meshes, paths."""
     tasks = []
-    for direction in cfg["transport"]["directions"]:
-        for b in range(0, len(cols), size):
-            tasks.append((direction, b // size, cols[b : b + size]))
+    size = st["block_size"]
+    for mesh in [st["q_mesh"]] + [m for m in st["q_mesh_sweep"] if m != st["q_mesh"]]:
+        kind = "mesh" if mesh == st["q_mesh"] else "sweep"
+        for direction in st["directions"]:
+            red = reds[(mesh, direction)]
+            part = f"{kind}-{direction}-{mesh_name(mesh)}-b{size}-g{red.n_ops_used}"
+            n = len(red.representatives)
+            for b in range(0, n, size):
+                tasks.append(Task(part, b // size, "mesh", direction, mesh, tuple(range(b, min(b + size, n)))))
+    if st["path_points"] > 0:
+        for direction in st["directions"]:
+            part = f"path-{direction}-n{st['path_points']}"
+            n = len(_path(system, st, direction)[0])
+            for b in range(0, n, PATH_CHUNK):
+                tasks.append(Task(part, b // PATH_CHUNK, "path", direction, None, tuple(range(b, min(b + PATH_CHUNK, n)))))
     return tasks
+
+
+_PATH_CACHE: dict = {}
+
+
+def _path(system: InterfaceSystem, st: dict, direction: str):
+    side, _ = DIRECTION_SIDE[direction]
+    key = (id(system), side, st["path_points"])
+    if key not in _PATH_CACHE:
+        _PATH_CACHE[key] = lead_path(system.primitive(side).lattice, st["path_points"])
+    return _PATH_CACHE[key]
+
+
+def run_task(system: InterfaceSystem, task: Task, st: dict, reds: dict) -> dict[str, np.ndarray]:
+    if task.kind == "path":
+        q_frac = _path(system, st, task.direction)[0][list(task.items)]
+        res = path_transmission(system, task.direction, q_frac, method=st["solver"])
+        return {"point": np.array(task.items, int), **res}
+    red: MeshReduction = reds[(task.mesh, task.direction)]
+    n3 = task.mesh[2]
+    parts = []
+    for r in task.items:
+        i, j = red.representatives[r]
+        res = solve_column(system, task.direction, task.mesh, i, j, method=st["solver"])
+        for m, (ii, jj, dk) in enumerate(red.members[r]):
+            idx = res["mesh_index"].copy()
+            idx[:, 0], idx[:, 1] = ii, jj
+            idx[:, 2] = (idx[:, 2] + dk) % n3
+            copy = dict(res, mesh_index=idx)
+            copy["symmetry_image"] = np.full(len(idx), m > 0)
+            parts.append(copy)
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
 def stage_transport(ctx) -> None:
     timer = StageTimer()
-    cfg = ctx.cfg
-    mesh = tuple(cfg["transport"]["q_mesh"])
+    st = settings(ctx.cfg)
     system = load_system(ctx)
-    tasks = _tasks(cfg)
-    done = ctx.finished_tasks(STAGE, cfg["transport"]["directions"])
-    todo = [t for t in tasks if t[1] not in done[t[0]]]
+
+    def symmetry_of_system():
+        if not st["use_symmetry"]:
+            return InplaneSymmetry.identity()
+        return find_inplane_symmetry(system)
+
+    symmetry = ctx.on_root(symmetry_of_system)
+    meshes = [st["q_mesh"]] + st["q_mesh_sweep"]
+    reds = reductions(system, symmetry, meshes, st["directions"])
+    tasks = plan(system, st, reds)
+    parts = sorted({t.part for t in tasks})
+    done = ctx.finished_tasks(STAGE, parts)
+    todo = [t for t in tasks if t.task_id not in done[t.part]]
     if ctx.is_root:
-        _log.info("transport: mesh %s, %d in-plane columns per direction in %d blocks, %d to do, device %d dof, principal layers %d/%d dof",
-                  mesh, mesh[0] * mesh[1], len(tasks), len(todo), system.n_device_dof, system.left.n_dof, system.right.n_dof)
+        main = reds[(st["q_mesh"], st["directions"][0])] if st["directions"] else None
+        _log.info("transport: mesh %s, %d in-plane columns per direction, %s irreducible under %d in-plane operations "
+                  "(largest force-constant mismatch %.1e); %d tasks, %d to do; device %d dof in %d blocks, "
+                  "principal layers %d/%d dof; solver %s",
+                  st["q_mesh"], st["q_mesh"][0] * st["q_mesh"][1], len(main.representatives) if main else 0,
+                  symmetry.order, symmetry.max_ifc_violation, len(tasks), len(todo), system.n_device_dof,
+                  len(system.partition) - 1, system.left.n_dof, system.right.n_dof, st["solver"])
     mine = [todo[k] for k in my_share(range(len(todo)), ctx.comm)]
-    progress = logmod.Progress(_log, "transport blocks (rank 0 share)", len(mine), cfg["run"]["progress_seconds"])
+    progress = logmod.Progress(_log, "transport tasks (rank 0 share)", len(mine), ctx.cfg["run"]["progress_seconds"])
     ok, message = True, ""
     # the dense solves are small: threaded BLAS on top of one rank per core only oversubscribes
     blas_threads = max(1, (os.cpu_count() or 1) // (ranks_on_node() if ctx.comm.size > 1 else 1))
     try:
         with threadpool_limits(limits=blas_threads):
-            _solve_tasks(ctx, system, mesh, mine, progress)
+            for task in mine:
+                ctx.results.save_task(STAGE, task.part, task.task_id, **run_task(system, task, st, reds))
+                progress.update()
     except Exception as exc:  # noqa: BLE001 - reported collectively so no rank hangs
         if ctx.comm.size == 1:
             raise
         ok, message = False, f"{type(exc).__name__}: {exc}"
     ctx.check_all(ok, message)
-    ctx.on_root(lambda: _write(ctx, system, tasks, timer))
+    ctx.on_root(lambda: _write(ctx, system, tasks, symmetry, reds, st, timer))
 
 
-def _solve_tasks(ctx, system: InterfaceSystem, mesh, mine, progress) -> None:
-    for direction, block, cols in mine:
-        parts = [solve_column(system, direction, mesh, i, j) for i, j in cols]
-        merged = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-        ctx.results.save_task(STAGE, direction, block, **merged)
-        progress.update()
+# ---- summing up ---------------------------------------------------------------------------------
+def _gather(ctx, tasks, kind: str, direction: str, mesh=None) -> dict[str, np.ndarray]:
+    mine = [t for t in tasks if t.kind == kind and t.direction == direction and (mesh is None or t.mesh == mesh)]
+    mine.sort(key=lambda t: t.task_id)
+    parts = [ctx.results.load_task(STAGE, t.part, t.task_id) for t in mine]
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]} if parts else {}
 
 
-def _write(ctx, system: InterfaceSystem, tasks, timer) -> None:
-    cfg = ctx.cfg["transport"]
-    mesh = tuple(cfg["q_mesh"])
-    temps = np.array(cfg["temperatures_K"], float)
-    per_dir = {}
-    for direction in cfg["directions"]:
-        blocks = sorted(t[1] for t in tasks if t[0] == direction)
-        parts = [ctx.results.load_task(STAGE, direction, b) for b in blocks]
-        per_dir[direction] = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-    f_max = max(float(d["omega"].max()) * OMEGA_TO_THZ for d in per_dir.values() if len(d["omega"])) if per_dir else 1.0
-    width = ctx.cfg["transport"]["frequency_bin_THz"]
+def conductance(system: InterfaceSystem, direction: str, d: dict, mesh, temps) -> tuple[np.ndarray, np.ndarray]:
+    """(h(T), radiation limit(T)) in MW/(m^2 K) of one direction's mode list on ``mesh``."""
+    side, towards = DIRECTION_SIDE[direction]
+    volume = abs(np.linalg.det(system.primitive(side).lattice))
+    omega_rad_s = d["omega"] * OMEGA_UNIT_RAD_S
+    speed = towards * d["vz"] * OMEGA_UNIT_RAD_S * 1e-10  # |v_z| towards the interface, m/s
+    nq = int(np.prod(mesh))
+    h = landauer.conductance_MW_m2K(omega_rad_s, speed, d["transmission"], temps, volume, nq)
+    h_rad = landauer.radiation_limit_MW_m2K(omega_rad_s, speed, temps, volume, nq)
+    return h, h_rad
+
+
+def _caroli(system: InterfaceSystem, direction: str, d: dict, mesh, count: int) -> tuple[float, int]:
+    """Largest |sum of modal T - Tr[Gamma_L G Gamma_R G^H]| over ``count`` sampled (k_par, omega) of one direction."""
+    side, _ = DIRECTION_SIDE[direction]
+    computed = ~d["symmetry_image"].astype(bool)
+    theta = 2 * np.pi * d["mesh_index"][computed][:, :2] / np.array(mesh[:2])
+    omega = d["omega"][computed]
+    picks = caroli_samples(theta, omega, d["solve_code"][computed], count)
+    worst = 0.0
+    for p in picks:
+        modal, caroli = caroli_difference(system, side, theta[p], omega[p])
+        worst = max(worst, abs(modal - caroli))
+    return worst, len(picks)
+
+
+def _write(ctx, system: InterfaceSystem, tasks, symmetry: InplaneSymmetry, reds, st: dict, timer) -> None:
+    mesh = st["q_mesh"]
+    temps = st["temperatures_K"]
+    per_dir = {direction: _gather(ctx, tasks, "mesh", direction, mesh) for direction in st["directions"]}
+    freqs = [float(d["omega"].max()) * OMEGA_TO_THZ for d in per_dir.values() if d and len(d["omega"])]
+    f_max = max(freqs) if freqs else 1.0
+    width = st["frequency_bin_THz"]
     edges = np.arange(0.0, f_max + width, width)
+    caroli = {}
+    if st["caroli_samples"] > 0:
+        for direction, d in per_dir.items():
+            if d:
+                caroli[direction] = _caroli(system, direction, d, mesh, st["caroli_samples"])
+    sweep = {}
+    for m in st["q_mesh_sweep"]:
+        for direction in st["directions"]:
+            d = per_dir[direction] if m == mesh else _gather(ctx, tasks, "mesh", direction, m)
+            if d:
+                sweep[(m, direction)] = (*conductance(system, direction, d, m, temps), len(d["omega"]))
+    paths = {}
+    if st["path_points"] > 0:
+        for direction in st["directions"]:
+            d = _gather(ctx, tasks, "path", direction)
+            if d:
+                paths[direction] = d
 
     def write(g) -> None:
         worst = 0.0
+        nq = int(np.prod(mesh))
         for direction, d in per_dir.items():
+            if not d:
+                continue
             side, towards = DIRECTION_SIDE[direction]
             volume = abs(np.linalg.det(system.primitive(side).lattice))
             sub = g.create_group(direction)
             omega_rad_s = d["omega"] * OMEGA_UNIT_RAD_S
             speed = towards * d["vz"] * OMEGA_UNIT_RAD_S * 1e-10  # |v_z| towards the interface, m/s
             freq = d["omega"] * OMEGA_TO_THZ
-            h = landauer.conductance_MW_m2K(omega_rad_s, speed, d["transmission"], temps, volume, int(np.prod(mesh)))
-            h_rad = landauer.radiation_limit_MW_m2K(omega_rad_s, speed, temps, volume, int(np.prod(mesh)))
+            h, h_rad = conductance(system, direction, d, mesh, temps)
             spectral, cumulative = [], []
             for temp in temps:
                 weight = _mode_weight(omega_rad_s, speed, temp)
                 spectral.append(landauer.spectral_transmission(freq, weight, d["transmission"], edges))
-                contrib = weight * d["transmission"] / (int(np.prod(mesh)) * volume * 1e-30) / 1e6
+                contrib = weight * d["transmission"] / (nq * volume * 1e-30) / 1e6
                 cumulative.append(landauer.cumulative_conductance(freq, contrib, edges[1:]))
             err = np.abs(d["transmission"] + d["reflection"] - 1.0)
             worst = max(worst, float(err.max()) if len(err) else 0.0)
@@ -150,26 +331,85 @@ def _write(ctx, system: InterfaceSystem, tasks, timer) -> None:
             write_array(sub, "vz", d["vz"] * OMEGA_UNIT_RAD_S * 1e-10, "m/s")
             write_array(sub, "transmission", d["transmission"])
             write_array(sub, "reflection", d["reflection"])
+            write_array(sub, "symmetry_image", d["symmetry_image"].astype(bool),
+                        doc="true: T, R copied from the symmetry-equivalent mode of the irreducible column of its orbit")
+            write_array(sub, "solve_code", d["solve_code"].astype(np.int8),
+                        doc="0/1: no open channel in the transmitting lead (band bound / eigenvalues): T = 0, R = 1 exactly; "
+                            "2: block-tridiagonal solve; 3: dense solve; 4: block solve rejected by its residual check, dense used")
             write_array(sub, "itc", h, "MW/(m^2 K)")
             write_array(sub, "radiation_limit", h_rad, "MW/(m^2 K)")
             write_array(sub, "spectral_transmission", np.array(spectral), doc="rows: temperatures; columns: frequency bins")
             write_array(sub, "cumulative_itc", np.array(cumulative), "MW/(m^2 K)", doc="h restricted to f < frequency_grid")
+            computed = ~d["symmetry_image"].astype(bool)
+            code = d["solve_code"][computed]
             sub.attrs["incident_lead"] = side
             sub.attrs["cell_volume_A3"] = volume
             sub.attrs["max_abs_T_plus_R_minus_1"] = float(err.max()) if len(err) else 0.0
-            _log.info("%s: %d incident modes, h = %s MW/(m^2 K) at %s K (radiation limit %s), max|T+R-1| = %.2e",
-                      direction, len(freq), np.round(h, 3).tolist(), temps.tolist(), np.round(h_rad, 3).tolist(), sub.attrs["max_abs_T_plus_R_minus_1"])
+            sub.attrs["n_irreducible_columns"] = len(reds[(mesh, direction)].representatives)
+            sub.attrs["n_modes_computed"] = int(computed.sum())
+            sub.attrs["n_modes_solved"] = int(np.count_nonzero(code >= SOLVED_RGF))
+            sub.attrs["n_rgf_fallbacks"] = int(np.count_nonzero(code == SOLVED_RGF_FALLBACK))
+            if direction in caroli:
+                sub.attrs["caroli_max_abs_diff"] = caroli[direction][0]
+                sub.attrs["caroli_n_samples"] = caroli[direction][1]
+            if direction in paths:
+                _write_path(sub, system, direction, paths[direction], st)
+            _log.info("%s: %d incident modes (%d computed, %d scattering solves), h = %s MW/(m^2 K) at %s K "
+                      "(radiation limit %s), max|T+R-1| = %.2e%s",
+                      direction, len(freq), int(computed.sum()), int(np.count_nonzero(code >= SOLVED_RGF)),
+                      np.round(h, 3).tolist(), temps.tolist(), np.round(h_rad, 3).tolist(),
+                      sub.attrs["max_abs_T_plus_R_minus_1"],
+                      f", Caroli check max diff {caroli[direction][0]:.1e}" if direction in caroli else "")
         write_array(g, "temperatures", temps, "K")
         write_array(g, "frequency_bin_edges", edges, "THz")
         write_array(g, "frequency_grid", edges[1:], "THz")
         write_array(g, "q_mesh", np.array(mesh))
+        write_array(g, "symmetry_rotations", symmetry.rotations,
+                    doc="Cartesian in-plane point operations shared by device and leads, used to reduce the k_par mesh")
+        g.attrs["symmetry_max_ifc_violation"] = symmetry.max_ifc_violation
+        g.attrs["solver"] = st["solver"]
+        g.attrs["device_model"] = st["device_model"]
         g.attrs["max_abs_T_plus_R_minus_1"] = worst
-        if len(per_dir) == 2:
+        if caroli:
+            g.attrs["caroli_max_abs_diff"] = max(v[0] for v in caroli.values())
+        if len(per_dir) == 2 and all(per_dir.values()):
             h_lr = g["left_to_right/itc"][()]
             h_rl = g["right_to_left/itc"][()]
             write_array(g, "rectification_percent", 100 * np.abs(h_lr - h_rl) / (0.5 * (h_lr + h_rl)), "%")
+        if sweep:
+            sw = g.create_group("sweep")
+            sw.attrs["doc"] = "h(T) of the same system on other q meshes (convergence check); temperatures as /transport/temperatures"
+            for (m, direction), (h, h_rad, n_modes) in sweep.items():
+                mg = sw.require_group(mesh_name(m))
+                if "q_mesh" not in mg:
+                    write_array(mg, "q_mesh", np.array(m))
+                grp = mg.create_group(direction)
+                write_array(grp, "itc", h, "MW/(m^2 K)")
+                write_array(grp, "radiation_limit", h_rad, "MW/(m^2 K)")
+                grp.attrs["n_modes"] = n_modes
+                _log.info("sweep %s %s: h = %s MW/(m^2 K)", mesh_name(m), direction, np.round(h, 3).tolist())
 
     ctx.results.write_stage(STAGE, write, timer.seconds)
+
+
+def _write_path(sub, system: InterfaceSystem, direction: str, d: dict, st: dict) -> None:
+    q_frac, q_cart, distance, names, index = _path(system, st, direction)
+    order = np.argsort(d["point"])
+    p = sub.create_group("path")
+    p.attrs["doc"] = ("Gamma-X-U|K-Gamma-W-K-Gamma-L of the incident lead's fcc zone, X along [001] (transport direction z); "
+                      "frame x || [110], y || [-110], z || [001]. For each q and band: the band's frequency and the "
+                      "transmittance of that mode incident on the interface (for a mode moving away: its partner of the "
+                      "same band at the mirrored q_z; where v_z = 0 (Gamma, zone faces) the limit from inside the zone, "
+                      "evaluated 1e-4 |b3| away). NaN: no incident wave (acoustic mode at Gamma).")
+    write_array(p, "q_cartesian", q_cart, "1/Å", doc="including the factor 2 pi")
+    write_array(p, "q_frac", q_frac, doc="on the incident lead's primitive reciprocal vectors b1, b2, b3")
+    write_array(p, "distance", distance, "1/Å", doc="path length; zero across the U|K jump")
+    write_array(p, "label_names", np.array(names, dtype="S8"))
+    write_array(p, "label_index", np.asarray(index, int))
+    write_array(p, "frequency", d["frequency"][order] * OMEGA_TO_THZ, "THz", doc="rows: path points; columns: bands")
+    write_array(p, "transmission", d["transmission"][order], doc="rows: path points; columns: bands")
+    write_array(p, "vz_incident", d["vz"][order] * OMEGA_UNIT_RAD_S * 1e-10, "m/s",
+                doc="v_z of the incident partner actually scattered (sign: + towards +z)")
 
 
 def _mode_weight(omega_rad_s: np.ndarray, speed_m_s: np.ndarray, temperature: float) -> np.ndarray:

@@ -1,0 +1,357 @@
+"""The force-constant stage: symmetry reduction, checkpoints, cutoff correction, interface route,
+batched MACE forces, lead phonons and the phonopy export.
+
+Most tests run the real stage shell in-process on a Cu|Cu junction with ASE's EMT calculator
+(milliseconds per force call), so they exercise the same code as a production run.
+"""
+
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+from ase.calculators.emt import EMT
+
+from hpc_itc import config
+from hpc_itc import force_constants as fc
+from hpc_itc.errors import InputError
+from hpc_itc.harmonic import OMEGA_TO_THZ, bulk_modes
+from hpc_itc.parallel import SerialComm
+from hpc_itc.phonons import FCC_POINTS_CUBIC, reduced_qpoint
+from hpc_itc.pipeline import Context, load_relaxed, stage_relax, stage_structure
+from hpc_itc.results import ResultsFile
+from hpc_itc.structure import cubic_layer_cell
+
+A_EMT = 3.59  # EMT's cubic Cu lattice constant (3.5898 Å)
+CUTOFF = 4.0
+
+# Cu|Cu with the interface planes pulled apart to 2.1 Å (bulk: 1.795 Å).  relax.fmax is so large that
+# the relaxation stops before its first step: the slab stays at bulk sites except for the stretched
+# interface, so atoms far from it see exactly a bulk environment, which is what the interface route
+# assumes.  6 buffer layers (10.8 Å) keep the free surfaces of the slab away from the device.
+EMT_INPUT = """
+[run]
+output = "{out}"
+stages = ["structure", "relax", "force_constants"]
+
+[structure]
+left_material = "cu"
+right_material = "cu"
+n_cells_left = 6
+n_cells_right = 6
+buffer_cells = 6
+interface_spacing_A = 2.1
+lattice_constant_left_A = 3.59
+lattice_constant_right_A = 3.59
+
+[relax]
+lattice = "input"
+fmax_eV_A = 1000.0
+
+[force_constants]
+cutoff_A = 4.0
+"""
+
+
+def make_context(folder: Path, name: str = "r.h5", **fc_settings) -> Context:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "in.toml"
+    path.write_text(EMT_INPUT.format(out=name))
+    cfg = config.load(path)
+    cfg.data["force_constants"].update(fc_settings)  # keys the schema may not have yet
+    ctx = Context(cfg=cfg, results=ResultsFile(cfg.output_path), comm=SerialComm())
+    ctx._calculator = EMT()
+    ctx.results.check_or_create(cfg.sha256(), cfg.to_toml())
+    return ctx
+
+
+def run_emt(folder: Path, **fc_settings) -> Context:
+    ctx = make_context(folder, **fc_settings)
+    stage_structure(ctx)
+    stage_relax(ctx)
+    fc.stage_force_constants(ctx)
+    return ctx
+
+
+@pytest.fixture(scope="module")
+def emt_full(tmp_path_factory):
+    return run_emt(tmp_path_factory.mktemp("emt_full"))
+
+
+@pytest.fixture(scope="module")
+def emt_interface(tmp_path_factory):
+    return run_emt(tmp_path_factory.mktemp("emt_iface"), device_route="interface", interface_radius_A=6.0)
+
+
+def stored(ctx, part, name="force_constants"):
+    with h5py.File(ctx.results.path) as f:
+        return f["force_constants"][part][name][()]
+
+
+# ---- settings -------------------------------------------------------------------------------
+def test_settings_defaults_and_errors():
+    base = {"cutoff_A": 4.0}
+    assert fc.settings(base) == {"device_route": "full", "interface_radius_A": 6.0, "batch_size": 1, "phonon_mesh": [16, 16, 16]}
+    for key, bad in (("device_route", "partial"), ("interface_radius_A", -1.0), ("batch_size", 0), ("batch_size", 2.5),
+                     ("phonon_mesh", [4, 4])):
+        with pytest.raises(InputError) as err:
+            fc.settings({**base, key: bad})
+        assert err.value.key == f"force_constants.{key}"
+
+
+# ---- 1. symmetry-reduced displacements --------------------------------------------------------
+def _emt_fc(phonon):
+    forces = []
+    for k in range(len(phonon.supercells_with_displacements)):
+        atoms = fc.displaced_atoms(phonon, k)
+        atoms.calc = EMT()
+        forces.append(atoms.get_forces())
+    fc.produce(phonon, np.array(forces))
+    return phonon.force_constants
+
+
+def test_symmetry_reduced_displacements_give_the_unreduced_force_constants():
+    from phonopy import Phonopy
+
+    cell = cubic_layer_cell("cu", A_EMT).atoms()
+    reduced = fc.make_phonopy(cell, (3, 3, 4), 0.01, 1e-5)
+    plain = Phonopy(fc.to_phonopy_atoms(cell), supercell_matrix=np.diag((3, 3, 4)), primitive_matrix="P", is_symmetry=False, log_level=0)
+    plain.generate_displacements(distance=0.01, is_plusminus=True)
+    assert len(reduced.supercells_with_displacements) < len(plain.supercells_with_displacements) == 6
+    assert np.abs(_emt_fc(reduced) - _emt_fc(plain)).max() < 1e-6
+
+
+def test_stage_counts_and_sum_rule(emt_full):
+    with h5py.File(emt_full.results.path) as f:
+        g = f["force_constants"]
+        total = 0
+        for part in fc.PARTS:
+            a = g[part].attrs
+            assert a["n_force_evaluations"] == a["n_displacements_symmetry_reduced"] == len(g[part]["displacements"])
+            assert a["n_displacements_symmetry_reduced"] < a["n_displacements_naive"]
+            assert a["asr_violation_after_eV_A2"] < 1e-10
+            assert g[part]["computed"][()].all()
+            total += a["n_force_evaluations"]
+        assert g.attrs["n_force_evaluations"] == total
+        assert g["device"].attrs["device_route"] == "full"
+
+
+# ---- 2. cutoff correction ----------------------------------------------------------------------
+def test_cutoff_correction_is_the_onsite_change(emt_full):
+    _, ifcs = fc.load_force_constants(emt_full)
+    ifc = ifcs["device"]
+    short, _ = ifc.truncated(CUTOFF)
+
+    def onsite(model):
+        out = np.zeros((model.n_atoms, 3, 3))
+        sel = (model.i == model.j) & ~model.shift.any(axis=1)
+        np.add.at(out, model.i[sel], model.phi[sel])
+        return out
+
+    change = np.abs(onsite(short) - onsite(ifc)).max()
+    with h5py.File(emt_full.results.path) as f:
+        a = f["force_constants/device"].attrs
+        reported, after = a["cutoff_correction_max_eV_A2"], a["asr_violation_after_cutoff_eV_A2"]
+    assert reported > 1e-4 and after < 1e-10
+    # the dropped row sums are symmetrised into the on-site blocks; their largest element is the change
+    assert reported == pytest.approx(change, rel=1e-6, abs=1e-12)
+    # nothing is dropped when the cutoff exceeds every pair
+    assert fc.cutoff_correction(ifc, 1e3)["cutoff_correction_max_eV_A2"] == 0.0
+
+
+# ---- checkpoints ---------------------------------------------------------------------------------
+def test_checkpoint_of_another_displacement_is_recomputed(tmp_path, emt_full, caplog):
+    ctx = make_context(tmp_path)
+    stage_structure(ctx)
+    stage_relax(ctx)
+    n_sc = len(fc.force_constant_plans(ctx)[1][2].phonon.supercell)
+    # a stale file: right shape, but written for another displaced atom (e.g. by another phonopy version)
+    ctx.results.save_task("force_constants", "device", 0, forces=np.full((n_sc, 3), 7.0), displaced_atom=np.int64(999),
+                          displacement=np.zeros(3))
+    with caplog.at_level("INFO", logger="hpc_itc"):
+        fc.stage_force_constants(ctx)
+    assert "does not belong to this displacement set" in caplog.text
+    assert "0 already checkpointed" in caplog.text
+    assert np.abs(stored(ctx, "device") - stored(emt_full, "device")).max() < 1e-12
+
+
+# ---- 4. interface route ----------------------------------------------------------------------------
+def _within_cutoff_device_difference(het, ifc_a, ifc_b):
+    """max |Phi_a - Phi_b| over pairs of device atoms within the cutoff: what the transport stage uses."""
+    assert np.array_equal(ifc_a.i, ifc_b.i) and np.array_equal(ifc_a.shift, ifc_b.shift)
+    dist = np.linalg.norm(ifc_a.pair_vectors(), axis=1)
+    dev = het.device_indices
+    sel = (dist <= CUTOFF + 1e-9) & np.isin(ifc_a.i, dev) & np.isin(ifc_a.j, dev)
+    return float(np.abs(ifc_a.phi[sel] - ifc_b.phi[sel]).max()), float(np.abs(ifc_b.phi[sel]).max())
+
+
+# Tolerance of the interface route, 5e-3 eV/Å^2 (6e-4 of the largest element, 8 eV/Å^2): a frequency
+# changes by d(omega)/omega ~ dPhi / (2 Phi), i.e. < 1e-3 relative.  What is left at convergence is not
+# the route's approximation but the two references disagreeing: the 'full' slab's first device atom is
+# 10.8 Å from a free surface (EMT's reach is ~2 x 4.8 Å) and the bulk lead is periodic along a3 over
+# 5 layers (9 Å) where the slab is not.  Measured: 1.6e-3 at 6 Å and beyond; 8.4e-2 at 2 Å.
+INTERFACE_TOL = 5e-3
+
+
+def test_interface_route_reproduces_full_route(emt_full, emt_interface):
+    het, full = fc.load_force_constants(emt_full)
+    _, iface = fc.load_force_constants(emt_interface)
+    diff, scale = _within_cutoff_device_difference(het, iface["device"], full["device"])
+    assert diff < INTERFACE_TOL, (diff, scale)
+    with h5py.File(emt_interface.results.path) as f:
+        d = f["force_constants/device"]
+        n_iface, n_all = d.attrs["n_force_evaluations"], d.attrs["n_displacements_symmetry_reduced"]
+        assert d.attrs["device_route"] == "interface" and d.attrs["asr_violation_after_eV_A2"] < 1e-10
+        assert d.attrs["max_bulk_site_deviation_outside_zone_A"] < 1e-9  # unrelaxed: bulk sites exactly
+        assert d["computed"][()].sum() == n_iface < n_all
+        zone_n = int(d["interface_zone"][()].sum())
+        assert 0 < zone_n < len(d["interface_zone"])
+        assert f["force_constants"].attrs["n_force_evaluations"] == sum(f[f"force_constants/{p}"].attrs["n_force_evaluations"] for p in fc.PARTS)
+    with h5py.File(emt_full.results.path) as f:
+        assert f["force_constants/device"].attrs["n_force_evaluations"] == n_all
+    # the leads do not depend on the route
+    for lead in fc.LEADS:
+        assert np.array_equal(stored(emt_full, lead), stored(emt_interface, lead))
+
+
+def test_interface_route_error_grows_when_the_zone_is_too_thin(emt_full):
+    """The tolerance above discriminates: a 2 Å zone (one layer each side) misses it by far."""
+    het, full = fc.load_force_constants(emt_full)
+    plans = fc.plans_for(het, {**emt_full.cfg["force_constants"], "device_route": "interface", "interface_radius_A": 2.0})
+    fc.compute_parts(plans, EMT(), het)
+    thin = fc.real_space_ifc(plans[2].phonon, het.atoms)
+    diff, _ = _within_cutoff_device_difference(het, thin, full["device"])
+    assert diff > 10 * INTERFACE_TOL
+
+
+def test_bulk_forces_of_a_far_atom_match_the_mlip(emt_full):
+    """The bookkeeping maps bulk pairs onto the slab: a displaced atom far from the interface and the
+    surfaces gets the forces EMT gives, to the lead's aliasing (small against the 3e-2 eV/Å forces)."""
+    het = load_relaxed(emt_full)
+    plans = fc.plans_for(het, emt_full.cfg["force_constants"])
+    fc.compute_parts(plans[:2], EMT(), het)
+    leads = {s: fc.real_space_ifc(plans[s].phonon, plans[s].unitcell) for s in (0, 1)}
+    dev = plans[2]
+    z0 = fc.interface_plane_z(het)
+    u_of_s, _ = fc._supercell_map(dev.phonon)
+    disps = dev.phonon.displacements
+    far = [k for k, d in enumerate(disps[:-1])
+           if het.region[u_of_s[int(d[0])]] == 1 and abs(het.atoms.positions[u_of_s[int(d[0])], 2] - z0) > 8.0
+           and int(disps[k + 1][0]) == int(d[0]) and np.allclose(d[1:], -np.array(disps[k + 1][1:]))]
+    assert far
+    for k in far:
+        pair = [k, k + 1]  # a +/- pair: the difference cancels the slab's static forces
+        real = []
+        for j in pair:
+            atoms = fc.displaced_atoms(dev.phonon, j)
+            atoms.calc = EMT()
+            real.append(atoms.get_forces())
+        syn = fc.bulk_forces(dev, het, leads, pair)
+        d_real = 0.5 * (real[0] - real[1])
+        d_syn = 0.5 * (syn[k] - syn[k + 1])
+        assert np.abs(d_real).max() > 1e-2
+        # measured 1e-4 relative (the lead's aliasing along a3); a wrong pair mapping gives O(1)
+        assert np.abs(d_real - d_syn).max() < 1e-3 * np.abs(d_real).max()
+
+
+# ---- 5. batched MACE forces -----------------------------------------------------------------------
+def _displaced_structures(n=5):
+    from ase.build import bulk
+
+    out = []
+    for k in range(n):
+        atoms = (bulk("C", "diamond", a=3.57, cubic=True).repeat((2, 2, 1)) if k % 2
+                 else bulk("Cu", "fcc", a=3.6, cubic=True).repeat((2, 2, 1 + k)))
+        atoms.rattle(0.03, seed=k)
+        out.append(atoms)
+    return out
+
+
+def test_batched_mace_forces_equal_one_by_one():
+    from hpc_itc import mlip
+
+    calc = mlip.load_calculator("default", dtype="float64")
+    structures = _displaced_structures()
+    one = fc.evaluate_forces(calc, [a.copy() for a in structures], batch_size=1)
+    for batch in (2, 5):
+        many = fc.evaluate_forces(calc, [a.copy() for a in structures], batch_size=batch)
+        assert max(np.abs(x - y).max() for x, y in zip(one, many)) < 1e-10
+    assert max(np.abs(x).max() for x in one) > 1e-2  # real forces, not zeros
+
+
+def test_batched_falls_back_for_other_calculators():
+    structures = [cubic_layer_cell("cu", A_EMT).atoms().repeat((3, 3, 3)) for _ in range(2)]
+    structures[1].rattle(0.02, seed=1)
+    got = fc.evaluate_forces(EMT(), structures, batch_size=4)
+    atoms = structures[1].copy()
+    atoms.calc = EMT()
+    assert np.abs(got[1] - atoms.get_forces()).max() < 1e-12
+
+
+def test_batched_mace_forces_on_gpu():
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("no GPU here: the batched path was tested on the CPU only")
+    from hpc_itc import mlip
+
+    calc = mlip.load_calculator("default", device="cuda", dtype="float64")
+    structures = _displaced_structures()
+    one = fc.evaluate_forces(calc, [a.copy() for a in structures], batch_size=1)
+    many = fc.evaluate_forces(calc, [a.copy() for a in structures], batch_size=len(structures))
+    assert max(np.abs(x - y).max() for x, y in zip(one, many)) < 1e-10
+
+
+# ---- 6. lead phonons ------------------------------------------------------------------------------
+@pytest.mark.parametrize("strain", [0.0, 0.03])
+def test_fcc_points_are_half_reciprocal_vectors(strain):
+    lattice = cubic_layer_cell("diamond", 3.567).lattice * np.array([1.0 + strain, 1.0 + strain, 1.0 - strain])[None, :]
+    expected = {"G": (0, 0, 0), "X": (0, 0, 0.5), "L": (0.5, 0, 0.5), "W": (0.25, -0.25, 0.5), "X_inplane": (0.5, -0.5, 0)}
+    for name, q in expected.items():
+        assert np.allclose(reduced_qpoint(lattice, FCC_POINTS_CUBIC[name]), q, atol=1e-12)
+
+
+def test_lead_phonons_stored_and_consistent(emt_full):
+    _, ifcs = fc.load_force_constants(emt_full)
+    with h5py.File(emt_full.results.path) as f:
+        for lead in fc.LEADS:
+            g = f[f"force_constants/{lead}/phonons"]
+            n_bands = 3 * len(f[f"force_constants/{lead}/unitcell_masses"])
+            assert g["path_frequencies"].shape == (len(g["path_distances"]), n_bands)
+            assert [x.decode() for x in g["label_names"][()]] == ["G", "X", "U|K", "G", "L", "W", "X"]
+            assert np.trapezoid(g["dos"][()], g["dos_frequencies"][()]) == pytest.approx(n_bands, rel=2e-2)
+            # the stored X modes are the real-space model's modes at phases (0, 0, pi)
+            omega, _, _ = bulk_modes(ifcs[lead], np.array([0.0, 0.0, np.pi]))
+            assert np.allclose(np.sort(g["points/X/frequencies"][()]), np.sort(omega * OMEGA_TO_THZ), atol=1e-6)
+            # X along [001] splits into T (2x) below L for EMT Cu; the longitudinal one is found by polarisation
+            lf = g["points/X/longitudinal_fraction"][()]
+            assert np.sort(lf).round(6).tolist() == [0.0, 0.0, 1.0]
+            labels = [x.decode() for x in g["reference_labels"][()]]
+            comp = dict(zip(labels, g["computed_THz"][()]))
+            assert comp["X_L"] == pytest.approx(g["points/X/frequencies"][()][lf.argmax()])
+            assert dict(zip(labels, g["reference_THz"][()]))["X_L"] == 7.25
+    png = emt_full.results.path.with_name("r_phonons.png")
+    assert png.is_file() and png.read_bytes()[:4] == b"\x89PNG"
+
+
+# ---- 7. export to phonopy ---------------------------------------------------------------------------
+@pytest.mark.parametrize("which", ["full", "interface"])
+def test_export_phonopy_round_trip(tmp_path, which, emt_full, emt_interface):
+    import phonopy
+
+    ctx = emt_full if which == "full" else emt_interface
+    written = fc.export_phonopy(ctx.results.path, None, tmp_path / "out")
+    assert [p.parent.name for p in written] == list(fc.PARTS)
+    rng = np.random.default_rng(1)
+    q = np.vstack([rng.random((3, 3)), [[0, 0, 0.5], [0.5, 0, 0.5]]])
+    with h5py.File(ctx.results.path) as f:
+        for path in written:
+            part = path.parent.name
+            loaded = phonopy.load(path)
+            assert np.abs(loaded.force_constants - f[f"force_constants/{part}/force_constants"][()]).max() < 1e-12
+            loaded.run_qpoints(q)
+            mine = fc._stored_phonopy(f[f"force_constants/{part}"])
+            mine.run_qpoints(q)
+            assert np.abs(loaded.get_qpoints_dict()["frequencies"] - mine.get_qpoints_dict()["frequencies"]).max() < 1e-8
+            assert (loaded.dataset is not None) == (which == "full" or part != "device")
+    with pytest.raises(InputError):
+        fc.export_phonopy(emt_full.results.path, "middle", tmp_path / "x")
