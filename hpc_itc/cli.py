@@ -23,7 +23,7 @@ from pathlib import Path
 from . import __version__
 from .errors import InputError
 
-SUBCOMMANDS = ("run", "validate", "inspect", "export", "plot", "cohp-inputs", "schema")
+SUBCOMMANDS = ("run", "validate", "inspect", "export", "plot", "cohp-inputs", "evaluate", "schema")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -49,6 +49,16 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("outdir")
     c.add_argument("--thickness", type=float, default=30.0, help="slab thickness in Å (paper: about 30)")
     c.add_argument("--vacuum", type=float, default=15.0, help="vacuum in Å")
+    ev = sub.add_parser("evaluate", help="RMSE of a model on labelled data, per config_type (paper Table 1)")
+    ev.add_argument("model", help="'default', a MACE model file, or a foundation-model name")
+    ev.add_argument("data", help="extxyz with labels")
+    ev.add_argument("--json", action="store_true")
+    ev.add_argument("--parity", metavar="FILE.png", help="also write a parity plot")
+    ev.add_argument("--energy-key", default="REF_energy")
+    ev.add_argument("--forces-key", default="REF_forces")
+    ev.add_argument("--stress-key", default="REF_stress")
+    ev.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    ev.add_argument("--dtype", default="float64", choices=("float64", "float32"))
     sub.add_parser("schema", help="print the input-file reference")
     return p
 
@@ -88,6 +98,10 @@ def main(argv: list[str] | None = None) -> int:
             from .cohp import cohp_inputs_main
 
             return cohp_inputs_main(args.result, args.outdir, args.thickness, args.vacuum)
+        if args.command == "evaluate":
+            from .evaluate import main_evaluate
+
+            return main_evaluate(args)
         if args.command == "schema":
             from .config import schema_markdown
 

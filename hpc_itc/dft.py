@@ -228,7 +228,8 @@ def _parse_vasprun(xml: Path, name: str):
     except Exception as exc:  # lxml XMLSyntaxError for a cut file, ParseError, KeyError for missing sections
         kind = type(exc).__name__
         if "Syntax" in kind or "Parse" in kind:
-            raise InputError(name, f"vasprun.xml is truncated or malformed ({_one_line(exc, 80)}): VASP did not finish (killed, out of time, still running); rerun it") from None
+            where = f" at line {exc.lineno}" if getattr(exc, "lineno", None) else ""
+            raise InputError(name, f"vasprun.xml is truncated or malformed ({kind}{where}): VASP did not finish (killed, out of time, still running); rerun it") from None
         raise InputError(name, f"vasprun.xml could not be read ({kind}: {_one_line(exc, 80)}); is it a complete VASP run?") from None
 
 

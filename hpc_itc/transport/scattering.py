@@ -36,6 +36,7 @@ functions by Lopez-Sancho decimation).
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -595,7 +596,9 @@ def _solve(M: np.ndarray, rhs: np.ndarray) -> np.ndarray:
     if rhs.shape[1] == 0:
         return np.zeros_like(rhs)
     try:
-        lu, piv = sla.lu_factor(M, check_finite=False)
+        with warnings.catch_warnings():  # a singular M is handled below
+            warnings.simplefilter("ignore", sla.LinAlgWarning)
+            lu, piv = sla.lu_factor(M, check_finite=False)
         if np.all(np.abs(np.diag(lu)) > np.finfo(float).eps * np.abs(lu).max()):
             return sla.lu_solve((lu, piv), rhs, check_finite=False)
     except (np.linalg.LinAlgError, ValueError):

@@ -60,24 +60,33 @@ SOLVERS = ("rgf", "dense")
 # ---- settings -----------------------------------------------------------------------------------
 def parse_meshes(value) -> list[tuple[int, int, int]]:
     """``q_mesh_sweep`` as a list of (N1, N2, N3): accepts [[n1,n2,n3], ...], a flat list of 3k ints or "NxNxN" strings."""
+    from ..errors import InputError
+
+    key = "transport.q_mesh_sweep"
+    allowed = "a list of meshes, each 3 positive integers ([[10, 10, 10], [16, 16, 16]] or [\"10x10x10\"])"
     if value is None:
         return []
     items = list(value)
     if items and all(isinstance(x, (int, np.integer)) for x in items):
         if len(items) % 3:
-            raise ValueError("q_mesh_sweep: a flat list must hold 3 integers per mesh")
+            raise InputError(key, f"a flat list of {len(items)} integers; allowed: {allowed}")
         items = [items[k : k + 3] for k in range(0, len(items), 3)]
     out = []
     for item in items:
-        mesh = [int(x) for x in item.lower().split("x")] if isinstance(item, str) else [int(x) for x in item]
+        try:
+            mesh = [int(x) for x in item.lower().split("x")] if isinstance(item, str) else [int(x) for x in item]
+        except (TypeError, ValueError, AttributeError):
+            raise InputError(key, f"got {item!r}; allowed: {allowed}") from None
         if len(mesh) != 3 or min(mesh) < 1:
-            raise ValueError(f"q_mesh_sweep: each mesh needs 3 positive integers, got {item!r}")
+            raise InputError(key, f"got {item!r}; allowed: {allowed}")
         out.append(tuple(mesh))
     return out
 
 
 def settings(cfg) -> dict:
     """The transport settings with defaults for keys the schema may not know yet."""
+    from ..errors import InputError
+
     t = cfg["transport"]
     s = {
         "q_mesh": tuple(int(x) for x in t["q_mesh"]),
@@ -93,9 +102,12 @@ def settings(cfg) -> dict:
         "q_mesh_sweep": parse_meshes(t.get("q_mesh_sweep", [])),
     }
     if s["solver"] not in SOLVERS:
-        raise ValueError(f"transport.solver must be one of {SOLVERS}, got {s['solver']!r}")
+        raise InputError("transport.solver", f"got {s['solver']!r}; allowed: one of {', '.join(map(repr, SOLVERS))}")
     if s["device_model"] not in DEVICE_MODELS:
-        raise ValueError(f"transport.device_model must be one of {DEVICE_MODELS}, got {s['device_model']!r}")
+        raise InputError("transport.device_model", f"got {s['device_model']!r}; allowed: one of {', '.join(map(repr, DEVICE_MODELS))}")
+    for key in ("path_points", "caroli_samples"):
+        if s[key] < 0:
+            raise InputError(f"transport.{key}", f"got {s[key]}; allowed: an integer >= 0 (0 disables)")
     return s
 
 
@@ -174,7 +186,7 @@ _PATH_CACHE: dict = {}
 
 def _path(system: InterfaceSystem, st: dict, direction: str):
     side, _ = DIRECTION_SIDE[direction]
-    key = (id(system), side, st["path_points"])
+    key = (np.asarray(system.primitive(side).lattice, float).tobytes(), st["path_points"])
     if key not in _PATH_CACHE:
         _PATH_CACHE[key] = lead_path(system.primitive(side).lattice, st["path_points"])
     return _PATH_CACHE[key]
@@ -211,7 +223,8 @@ def stage_transport(ctx) -> None:
             return InplaneSymmetry.identity()
         return find_inplane_symmetry(system)
 
-    symmetry = ctx.on_root(symmetry_of_system)
+    with threadpool_limits(limits=1):
+        symmetry = ctx.on_root(symmetry_of_system)
     meshes = [st["q_mesh"]] + st["q_mesh_sweep"]
     reds = reductions(system, symmetry, meshes, st["directions"])
     tasks = plan(system, st, reds)
@@ -229,8 +242,9 @@ def stage_transport(ctx) -> None:
     mine = [todo[k] for k in my_share(range(len(todo)), ctx.comm)]
     progress = logmod.Progress(_log, "transport tasks (rank 0 share)", len(mine), ctx.cfg["run"]["progress_seconds"])
     ok, message = True, ""
-    # the dense solves are small: threaded BLAS on top of one rank per core only oversubscribes
-    blas_threads = max(1, (os.cpu_count() or 1) // (ranks_on_node() if ctx.comm.size > 1 else 1))
+    # the block solves (and lead modes) are small matrices: threaded BLAS only adds overhead, and on
+    # top of one rank per core it oversubscribes; the dense solver may use the cores a rank has
+    blas_threads = 1 if st["solver"] == "rgf" else max(1, (os.cpu_count() or 1) // (ranks_on_node() if ctx.comm.size > 1 else 1))
     try:
         with threadpool_limits(limits=blas_threads):
             for task in mine:
@@ -241,7 +255,11 @@ def stage_transport(ctx) -> None:
             raise
         ok, message = False, f"{type(exc).__name__}: {exc}"
     ctx.check_all(ok, message)
-    ctx.on_root(lambda: _write(ctx, system, tasks, symmetry, reds, st, timer))
+    def write_all():
+        with threadpool_limits(limits=blas_threads):
+            _write(ctx, system, tasks, symmetry, reds, st, timer)
+
+    ctx.on_root(write_all)
 
 
 # ---- summing up ---------------------------------------------------------------------------------
