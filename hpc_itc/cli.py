@@ -7,6 +7,8 @@
     python -m hpc_itc export RESULT.h5 OUT.extxyz [--stage structure|relax]
     python -m hpc_itc plot RESULT.h5 [MORE.h5 ...] --out DIR
     python -m hpc_itc schema                 print the input reference (Markdown)
+    python -m hpc_itc sample SAMPLE.toml     training data: rattled + MD configurations, selection, VASP inputs
+    python -m hpc_itc collect-vasp FOLDER... --out OUT.extxyz   finished VASP runs -> labelled extxyz
 
 Exit status: 0 success, 2 bad input (one line on stderr naming the key), 1 failure.
 """
@@ -23,7 +25,7 @@ from pathlib import Path
 from . import __version__
 from .errors import InputError
 
-SUBCOMMANDS = ("run", "validate", "inspect", "export", "plot", "cohp-inputs", "evaluate", "schema")
+SUBCOMMANDS = ("run", "validate", "inspect", "export", "plot", "cohp-inputs", "evaluate", "sample", "collect-vasp", "schema")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -60,6 +62,13 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     ev.add_argument("--dtype", default="float64", choices=("float64", "float32"))
     sub.add_parser("schema", help="print the input-file reference")
+    sa = sub.add_parser("sample", help="training data for the MLIP: rattled and MD configurations, selection, VASP inputs")
+    sa.add_argument("input")
+    cv = sub.add_parser("collect-vasp", help="finished VASP runs -> extxyz with REF_energy, REF_forces, REF_stress")
+    cv.add_argument("folders", nargs="+", help="VASP run folders, or folders holding them")
+    cv.add_argument("--out", required=True, help="output .extxyz")
+    cv.add_argument("--skip-unfinished", action="store_true", help="warn about unfinished folders instead of failing")
+    cv.add_argument("--config-type", default=None, help="config_type for folders without hpc_itc.json (default 'vasp')")
     return p
 
 
@@ -102,6 +111,14 @@ def main(argv: list[str] | None = None) -> int:
             from .evaluate import main_evaluate
 
             return main_evaluate(args)
+        if args.command == "sample":
+            from .sample import main_sample
+
+            return main_sample(args.input)
+        if args.command == "collect-vasp":
+            from .dft import main_collect
+
+            return main_collect(args.folders, args.out, skip_unfinished=args.skip_unfinished, config_type=args.config_type)
         if args.command == "schema":
             from .config import schema_markdown
 

@@ -431,7 +431,11 @@ def _dynamics(atoms, md: dict[str, Any], rng: np.random.Generator):
     if name == "langevin":
         from ase.md.langevin import Langevin
 
-        return Langevin(atoms, dt, temperature_K=T, friction=md["friction_per_fs"] / units.fs, rng=rng, comm=serial)
+        from ase.constraints import FixCom
+
+        atoms.set_constraint(FixCom())  # ASE >= 3.28: fixcm=False plus FixCom samples NVT correctly
+        return Langevin(atoms, dt, temperature_K=T, friction=md["friction_per_fs"] / units.fs, fixcm=False, rng=rng,
+                        comm=serial)
     if name == "berendsen":
         from ase.md.nvtberendsen import NVTBerendsen
 
@@ -627,19 +631,23 @@ def _prepare(cfg: SampleConfig) -> None:
     if any(k in kinds for k in ("cu_n_diamond", "cu_cun_diamond")):
         symbols.add("N")
     steps = cfg["run"]["steps"]
-    if cfg.needs_mlip():
-        check_model_elements(cfg.model_spec(cfg["mlip"]["model"]), symbols, "mlip.model")
-    if "select" in steps:
-        specs = [cfg.model_spec(s) for s in cfg["select"]["models"]]
-        if len(set(specs)) != len(specs):
-            raise InputError("select.models", f"got {cfg['select']['models']!r}; the models must differ")
-        for spec in specs:
-            check_model_elements(spec, symbols, "select.models")
+    # cheap checks first, then the ones that load models
     if "sample" not in steps and not (cfg.output_dir / SAMPLED_FILE).is_file():
         raise InputError("run.steps", f"without 'sample' the steps read {cfg.output_dir / SAMPLED_FILE}, which does not exist; add 'sample'")
     if ("dft" in steps and cfg["dft"]["configurations"] == "selected" and "select" not in steps
             and not (cfg.output_dir / SELECTED_FILE).is_file()):
         raise InputError("dft.configurations", "'selected' needs the select step (or an earlier selected.extxyz); allowed: 'all' or add 'select' to run.steps")
+    if "select" in steps:
+        from .mlip import resolve_model
+
+        specs = [cfg.model_spec(s) for s in cfg["select"]["models"]]
+        if len({s if s == EMT_NAME else resolve_model(s) for s in specs}) != len(specs):
+            raise InputError("select.models", f"got {cfg['select']['models']!r}; the models must differ")
+    if cfg.needs_mlip():
+        check_model_elements(cfg.model_spec(cfg["mlip"]["model"]), symbols, "mlip.model")
+    if "select" in steps:
+        for spec in specs:
+            check_model_elements(spec, symbols, "select.models")
 
 
 def _counts(frames) -> dict[str, int]:
