@@ -1,7 +1,7 @@
 """Force-constant stage on the shipped default model: cost, savings, scaling and precision, in one run.
 
     python benchmarks/force_constants.py            # inputs/quick.toml geometry: 4+4 cells, cutoff 4 Å
-    python benchmarks/force_constants.py --quick    # 2+2 cells, cutoff 2.5 Å (a few minutes on 2 cores)
+    python benchmarks/force_constants.py --quick    # 4+4 cells, cutoff 2.5 Å (a few minutes on 2 cores)
     python benchmarks/force_constants.py --input my.toml [--ranks 4] [--json out.json]
 
 One relaxation (structure + relax stages, in this process) gives the slab; then, all on the same
@@ -12,15 +12,16 @@ displaced supercells:
    (``force_constants.batch_size``), with the largest force difference between the two;
 3. float32 against float64: max |dPhi| per part and the relative change of the bulk frequencies
    at X and L of both leads;
-4. the interface route (``device_route = "interface"``, radius ``--radius``): device force calls
-   saved, and its device force constants against the full route's (pairs of device atoms within
-   the cutoff, what the transport stage uses), reusing the float64 forces;
+4. the interface route (``device_route = "interface"``) at radii 3, 4, 6, 8 Å and the automatic one
+   (the MLIP's receptive field): device force calls saved, and its device force constants against
+   the full route's (pairs of device atoms within the cutoff, what the transport stage uses),
+   reusing the float64 forces; and the displacement count for the paper's 42 + 42 cells;
 5. strong scaling: the force-constant stage launched with ``mpiexec -n 1`` and ``-n RANKS`` on
    copies of the relaxed file; wall time of the stage (``/force_constants`` wall_seconds) and
    efficiency T1 / (RANKS x T_RANKS).  On a machine shared with other work this is noisy.
 
-The last line reads ``symmetry_saving=<naive/reduced> interface_saving=<full/interface device calls>
-f32_max_rel_freq=<...> strong_scaling_efficiency=<...>``.
+The last line reads ``symmetry_saving=<naive/reduced> interface_saving=<full/interface device calls at the
+automatic radius> batched_speedup=<...> f32_max_rel_freq=<...> strong_scaling_efficiency=<...>``.
 """
 
 from __future__ import annotations
@@ -43,9 +44,9 @@ import numpy as np  # noqa: E402
 
 QUICK = """
 [structure]
-n_cells_left = 2
-n_cells_right = 2
-buffer_cells = 1
+n_cells_left = 4
+n_cells_right = 4
+buffer_cells = 2
 
 [relax]
 fmax_eV_A = 0.05
@@ -116,10 +117,10 @@ def _device_pairs_within(het, ifc_a, ifc_b, cutoff: float) -> tuple[float, float
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--quick", action="store_true", help="2+2 cells, cutoff 2.5 Å")
+    p.add_argument("--quick", action="store_true", help="4+4 cells, 2 buffer cells, cutoff 2.5 Å")
     p.add_argument("--input", type=Path, help="a TOML input whose structure, mlip and force_constants are used")
     p.add_argument("--ranks", type=int, default=2, help="ranks of the parallel run (default 2)")
-    p.add_argument("--radius", type=float, default=None, help="interface_radius_A of the interface route (default: the module default)")
+    p.add_argument("--radius", type=float, default=None, help="an extra interface_radius_A to try (3, 4, 6, 8 Å and the automatic one always are)")
     p.add_argument("--batch", type=int, default=4, help="supercells per batched MACE call")
     p.add_argument("--workdir", type=Path, default=None, help="keep files here (default: a temporary folder)")
     p.add_argument("--json", type=Path, default=None, help="also write the figures as JSON")
@@ -152,7 +153,7 @@ def main(argv=None) -> int:
     cutoff = fc_cfg["cutoff_A"]
     threads = os.cpu_count() or 1
     print(f"slab: {len(het.atoms)} atoms ({len(het.device_indices)} in the device), cutoff {cutoff} Å, model {cfg.model}, "
-          f"{threads} torch threads; relax {time.perf_counter() - t0:.0f} s; work in {work}", flush=True)
+          f"{threads} torch threads; relax {time.perf_counter() - t0:.0f} s; work in {work}; load average {os.getloadavg()[0]:.1f}", flush=True)
 
     # ---- 1 + 2: counts, float64 forces, seconds per call, batching -------------------------------
     calc64 = mlip.load_calculator(cfg.model, dtype="float64", num_threads=threads)
@@ -175,37 +176,45 @@ def main(argv=None) -> int:
     print(f"all parts: {n_reduced} symmetry-reduced force calls vs {n_naive} naive (x{n_naive / n_reduced:.2f})")
 
     device = plans64[2]
-    structures = [fc.displaced_atoms(device.phonon, k) for k in range(device.n_displacements)]
-    t = time.perf_counter()
-    batched = fc.evaluate_forces(calc64, structures, args.batch)
-    per_call_batched = (time.perf_counter() - t) / device.n_displacements
-    batch_diff = max(float(np.abs(a - b).max()) for a, b in zip(batched, forces64["device"]))
-    out["batched"] = {"batch_size": args.batch, "seconds_per_call": per_call_batched, "max_abs_dF_eV_A": batch_diff,
-                      "speedup": per_call["device"] / per_call_batched}
-    print(f"device, batched MACE calls of {args.batch}: {per_call_batched:.3f} s per supercell "
-          f"(x{per_call['device'] / per_call_batched:.2f} vs one call each), max |dF| {batch_diff:.1e} eV/Å")
+
+    # timing on one set of device supercells, best of 2, interleaved: float64/float32, one call each/batched
+    calc32 = mlip.load_calculator(cfg.model, dtype="float32", num_threads=threads)
+    fc.evaluate_forces(calc32, [fc.displaced_atoms(plans64[0].phonon, 0)])
+    subset = list(range(min(device.n_displacements, 2 * args.batch)))
+    timing = {}
+    for _ in range(2):
+        for name, calc, batch in (("f64", calc64, 1), ("f64_batched", calc64, args.batch), ("f32", calc32, 1), ("f32_batched", calc32, args.batch)):
+            structures = [fc.displaced_atoms(device.phonon, k) for k in subset]
+            t = time.perf_counter()
+            got = fc.evaluate_forces(calc, structures, batch)
+            timing[name] = min(timing.get(name, np.inf), (time.perf_counter() - t) / len(subset))
+            if name == "f64_batched":
+                batch_diff = max(float(np.abs(a - forces64["device"][k]).max()) for a, k in zip(got, subset))
+    out["timing_device_seconds_per_call"] = timing
+    out["batched"] = {"batch_size": args.batch, "max_abs_dF_eV_A": batch_diff, "speedup_f64": timing["f64"] / timing["f64_batched"]}
+    print(f"\ndevice supercells ({len(device.phonon.supercell)} atoms), s per supercell, best of 2 over {len(subset)}: "
+          + ", ".join(f"{k} {v:.3f}" for k, v in timing.items()))
+    print(f"batched MACE calls of {args.batch}: x{timing['f64'] / timing['f64_batched']:.2f} (float64), "
+          f"x{timing['f32'] / timing['f32_batched']:.2f} (float32) vs one call each; max |dF| batched vs one by one {batch_diff:.1e} eV/Å; "
+          f"float32 x{timing['f64'] / timing['f32']:.2f} faster than float64")
 
     stats = {}
     for plan in plans64:
         stats[plan.name] = fc.produce(plan.phonon, np.array(forces64[plan.name]))
 
     # ---- 3: float32 vs float64 ---------------------------------------------------------------------
-    calc32 = mlip.load_calculator(cfg.model, dtype="float32", num_threads=threads)
     plans32 = fc.plans_for(het, {**fc_cfg, "device_route": "full"})
-    fc.evaluate_forces(calc32, [fc.displaced_atoms(plans32[0].phonon, 0)])
-    print("\nfloat32 vs float64: part, max|dPhi| (eV/Å^2), max|Phi|, s/call(f32)", flush=True)
+    print("\nfloat32 vs float64: part, max|dPhi| (eV/Å^2), max|Phi| (eV/Å^2), relative change of the bulk frequencies", flush=True)
     out["float32"] = {}
     for p32, p64 in zip(plans32, plans64):
         structures = [fc.displaced_atoms(p32.phonon, k) for k in range(p32.n_displacements)]
-        t = time.perf_counter()
         f32 = fc.evaluate_forces(calc32, structures, 1)
-        s32 = (time.perf_counter() - t) / p32.n_displacements
         fc.produce(p32.phonon, np.array(f32))
         d = float(np.abs(p32.phonon.force_constants - p64.phonon.force_constants).max())
         scale = float(np.abs(p64.phonon.force_constants).max())
-        entry = {"max_abs_dPhi_eV_A2": d, "max_abs_Phi_eV_A2": scale, "seconds_per_call": s32,
+        entry = {"max_abs_dPhi_eV_A2": d, "max_abs_Phi_eV_A2": scale,
                  "max_abs_dF_eV_A": max(float(np.abs(a - b).max()) for a, b in zip(f32, forces64[p32.name]))}
-        line = f"  {p32.name:11s} {d:.2e}  {scale:.2f}  {s32:.3f}"
+        line = f"  {p32.name:11s} {d:.2e}  {scale:6.2f}"
         if p32.name in fc.LEADS:
             lattice = (het.left_lead if p32.name == "left_lead" else het.right_lead).lattice
             from hpc_itc.phonons import FCC_POINTS_CUBIC, reduced_qpoint
@@ -221,26 +230,44 @@ def main(argv=None) -> int:
         print(line, flush=True)
     f32_rel = max(v.get(f"max_rel_dfreq_{pt}", 0.0) for v in out["float32"].values() for pt in ("X", "L"))
 
-    # ---- 4: interface route --------------------------------------------------------------------------
-    radius = args.radius if args.radius is not None else fc.DEFAULTS["interface_radius_A"]
-    plans_if = fc.plans_for(het, {**fc_cfg, "device_route": "interface", "interface_radius_A": radius})
+    # ---- 4: interface route: several radii on the same forces, then the count for the paper's geometry ----
+    auto = fc.interface_radius({**fc_cfg, "interface_radius_A": 0.0}, cfg.model)
+    radii = sorted({*([args.radius] if args.radius else []), 3.0, 4.0, 6.0, 8.0, auto})
     lead_ifcs = {s: fc.real_space_ifc(plans64[s].phonon, plans64[s].unitcell) for s in (0, 1)}
-    dev_if = plans_if[2]
-    computed = {k: forces64["device"][k] for k in dev_if.task_ids}
-    fc.produce(dev_if.phonon, fc.part_forces(dev_if, computed, het, lead_ifcs))
     full_ifc = fc.real_space_ifc(device.phonon, het.atoms)
-    if_ifc = fc.real_space_ifc(dev_if.phonon, het.atoms)
-    d_within, scale = _device_pairs_within(het, if_ifc, full_ifc, cutoff)
     deviation = fc.bulk_site_deviation(het)
-    outside = float(deviation[~dev_if.zone].max()) if (~dev_if.zone).any() else 0.0
-    out["interface"] = {"radius_A": radius, "device_calls_full": device.n_displacements, "device_calls_interface": dev_if.n_force_evaluations,
-                        "saving": device.n_displacements / max(dev_if.n_force_evaluations, 1), "zone_atoms": int(dev_if.zone.sum()),
-                        "slab_atoms": len(het.atoms), "max_abs_dPhi_device_within_cutoff_eV_A2": d_within, "max_abs_Phi_eV_A2": scale,
-                        "max_bulk_site_deviation_outside_zone_A": outside}
-    print(f"\ninterface route, radius {radius} Å: {dev_if.n_force_evaluations} of {device.n_displacements} device calls "
-          f"(x{out['interface']['saving']:.2f} fewer; zone {int(dev_if.zone.sum())} of {len(het.atoms)} atoms); "
-          f"device pairs within the cutoff: max |dPhi| {d_within:.2e} eV/Å^2 of max |Phi| {scale:.2f} "
-          f"({d_within / scale:.1e}); atoms outside the zone up to {outside:.4f} Å off their bulk sites")
+    out["interface"] = {"auto_radius_A": auto, "device_calls_full": device.n_displacements, "radii": {}}
+    print(f"\ninterface route (auto radius = MLIP receptive field {auto:.1f} Å) against the full route, same float64 forces; "
+          f"full route: {device.n_displacements} device calls, {len(het.atoms)} slab atoms")
+    print("  radius_A  device_calls  saving  zone_atoms  max|dPhi| device pairs within cutoff (eV/Å^2, relative)  bulk-site dev outside (Å)")
+    for radius in radii:
+        dev_if = fc.plans_for(het, {**fc_cfg, "device_route": "interface", "interface_radius_A": radius})[2]
+        computed = {k: forces64["device"][k] for k in dev_if.task_ids}
+        fc.produce(dev_if.phonon, fc.part_forces(dev_if, computed, het, lead_ifcs))
+        d_within, scale = _device_pairs_within(het, fc.real_space_ifc(dev_if.phonon, het.atoms), full_ifc, cutoff)
+        outside = float(deviation[~dev_if.zone].max()) if (~dev_if.zone).any() else 0.0
+        saving = device.n_displacements / max(dev_if.n_force_evaluations, 1)
+        out["interface"]["radii"][f"{radius:g}"] = {"device_calls": dev_if.n_force_evaluations, "saving": saving, "zone_atoms": int(dev_if.zone.sum()),
+                                                   "max_abs_dPhi_eV_A2": d_within, "max_abs_Phi_eV_A2": scale, "bulk_site_deviation_outside_A": outside}
+        print(f"  {radius:8.2f}  {dev_if.n_force_evaluations:12d}  {saving:6.2f}  {int(dev_if.zone.sum()):10d}  {d_within:10.2e} ({d_within / scale:.1e})"
+              f"{'':34s}{outside:.4f}", flush=True)
+    out["interface"]["saving"] = out["interface"]["radii"][f"{auto:g}"]["saving"]
+
+    # the saving grows with the device: count (no force calls) for the paper's 42 + 42 cells, same leads and settings
+    from dataclasses import replace
+
+    from hpc_itc.structure import build
+
+    spec = replace(ctx.spec, n_cells_left=42, n_cells_right=42)
+    big = build(spec, het.left_lead, het.right_lead)
+    big_full = fc.plans_for(big, {**fc_cfg, "device_route": "full"})[2]
+    paper = {"slab_atoms": len(big.atoms), "device_calls_full": big_full.n_displacements}
+    for radius in sorted({6.0, auto}):
+        big_if = fc.plans_for(big, {**fc_cfg, "device_route": "interface", "interface_radius_A": radius})[2]
+        paper[f"device_calls_interface_{radius:g}A"] = big_if.n_force_evaluations
+        print(f"  42 + 42 cells (unrelaxed slab of {len(big.atoms)} atoms; displacement count only), radius {radius:g} Å: "
+              f"{big_if.n_force_evaluations} of {big_full.n_displacements} device calls (x{big_full.n_displacements / big_if.n_force_evaluations:.1f} fewer)")
+    out["interface"]["paper_geometry"] = paper
 
     # ---- 5: strong scaling -------------------------------------------------------------------------------
     eff = float("nan")
@@ -262,7 +289,9 @@ def main(argv=None) -> int:
             rf = ResultsFile(folder / "bench.h5")
             with rf.open() as f:
                 walls[ranks] = {"stage_seconds": float(f["force_constants"].attrs["wall_seconds"]), "process_seconds": process}
-            print(f"mpiexec -n {ranks}: force-constant stage {walls[ranks]['stage_seconds']:.1f} s (process {process:.1f} s)", flush=True)
+            walls[ranks]["load_average_1min_after"] = os.getloadavg()[0]
+            print(f"mpiexec -n {ranks}: force-constant stage {walls[ranks]['stage_seconds']:.1f} s (process {process:.1f} s; "
+                  f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)", flush=True)
         t1, tn = walls[1]["stage_seconds"], walls[args.ranks]["stage_seconds"]
         eff = t1 / (args.ranks * tn)
         out["scaling"] = {"ranks": args.ranks, "walls": walls, "speedup": t1 / tn, "efficiency": eff}
@@ -273,7 +302,7 @@ def main(argv=None) -> int:
     if args.json:
         args.json.write_text(json.dumps(out, indent=2))
     print(f"\nsymmetry_saving={n_naive / n_reduced:.2f} interface_saving={out['interface']['saving']:.2f} "
-          f"batched_speedup={out['batched']['speedup']:.2f} f32_max_rel_freq={f32_rel:.1e} strong_scaling_efficiency={eff:.2f}")
+          f"batched_speedup={out['batched']['speedup_f64']:.2f} f32_max_rel_freq={f32_rel:.1e} strong_scaling_efficiency={eff:.2f}")
     return 0
 
 

@@ -115,6 +115,13 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "temperatures_K": Key("float_list", [300.0], "Temperatures for h(T).", unit="K", minimum=0.0, exclusive_min=True),
         "frequency_bin_THz": Key("float", 0.25, "Bin width of the spectral transmittance and cumulative conductance grids.", unit="THz", minimum=0.0, exclusive_min=True),
         "block_size": Key("int", 4, "In-plane k points per work block (the unit of distribution and checkpointing).", minimum=1, hashed=False),
+        "solver": Key("str", "rgf", "Device solve: 'rgf' (block-tridiagonal elimination over principal layers) or 'dense' (one dense LU, the baseline); same results to rounding.", choices=("rgf", "dense"), hashed=False),
+        "use_symmetry": Key("bool", True, "Solve only the k_par columns irreducible under the in-plane point group shared by both leads and the device (found with spglib, checked on the force constants).", hashed=False),
+        "symmetry_tol": Key("float", 1e-3, "Largest relative force-constant mismatch under which an operation still counts as a symmetry.", minimum=0.0, hashed=False),
+        "path_points": Key("int", 100, "Points of the mode-resolved maps along Gamma-X-U|K-Gamma-W-K-Gamma-L of each lead (X along [001]); 0 disables.", minimum=0),
+        "caroli_samples": Key("int", 20, "(k_par, omega) points per direction where the Caroli formula Tr[Gamma_L G Gamma_R G^+] is compared with the sum of modal transmissions; 0 disables.", minimum=0),
+        "device_model": Key("str", "slab", "'slab': device force constants from the relaxed slab; 'left_lead': device built from the left lead's bulk force constants (validation of a junction of one material with itself: T = 1, h = radiation limit).", choices=("slab", "left_lead")),
+        "q_mesh_sweep": Key("str_list", [], "Extra meshes for a convergence check, e.g. [\"10x10x10\", \"16x16x16\"]: h(T) of both directions stored under /transport/sweep/.", min_length=0),
     },
     "ldos": {
         "q_mesh": Key("int_list", [6, 6, 6], "Uniform mesh of each lead's primitive zone whose incident modes (both leads) build the LDOS (paper Eq. 7).", length=3, minimum=1),
@@ -301,6 +308,13 @@ def _cross_checks(data: dict[str, dict[str, Any]], base: Path) -> None:
     if -data["ldos"]["left_layer"] > s["n_cells_left"] or data["ldos"]["right_layer"] > s["n_cells_right"]:
         raise InputError("ldos.left_layer" if -data["ldos"]["left_layer"] > s["n_cells_left"] else "ldos.right_layer",
                          f"must name a device layer; allowed: -{s['n_cells_left']}..-1 (left) and 1..{s['n_cells_right']} (right)")
+    t = data["transport"]
+    if t["device_model"] == "left_lead" and (s["left_material"] != s["right_material"] or x > 0):
+        raise InputError("transport.device_model", "'left_lead' builds the device from the left lead: allowed only when left_material == right_material and n_fraction = 0")
+    if t["q_mesh_sweep"]:
+        from .transport.stage import parse_meshes
+
+        parse_meshes(t["q_mesh_sweep"])
     stages = data["run"]["stages"]
     if "cohp" in stages and not data["cohp"]["lobster_dir"]:
         raise InputError("cohp.lobster_dir", "run.stages has cohp: give the folder of a finished VASP+LOBSTER run (or drop cohp from run.stages)")

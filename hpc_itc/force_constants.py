@@ -47,7 +47,7 @@ LEADS = ("left_lead", "right_lead")
 DEVICE_ROUTES = ("full", "interface")
 
 # settings this module reads with defaults, so it works before the schema has them
-DEFAULTS = {"device_route": "full", "interface_radius_A": 6.0, "batch_size": 1, "phonon_mesh": [16, 16, 16]}
+DEFAULTS = {"device_route": "full", "interface_radius_A": 0.0, "batch_size": 1, "phonon_mesh": [16, 16, 16]}
 
 
 def settings(fc_cfg: dict) -> dict:
@@ -56,8 +56,8 @@ def settings(fc_cfg: dict) -> dict:
     if out["device_route"] not in DEVICE_ROUTES:
         raise InputError("force_constants.device_route", f"got {out['device_route']!r}; allowed: one of 'full', 'interface'")
     r = out["interface_radius_A"]
-    if isinstance(r, bool) or not isinstance(r, (int, float)) or not math.isfinite(r) or r <= 0:
-        raise InputError("force_constants.interface_radius_A", f"got {r!r}; allowed: a number > 0 (Å)")
+    if isinstance(r, bool) or not isinstance(r, (int, float)) or not math.isfinite(r) or r < 0:
+        raise InputError("force_constants.interface_radius_A", f"got {r!r}; allowed: a number >= 0 (Å; 0: the MLIP's receptive field)")
     b = out["batch_size"]
     if isinstance(b, bool) or not isinstance(b, int) or b < 1:
         raise InputError("force_constants.batch_size", f"got {b!r}; allowed: an integer >= 1")
@@ -118,6 +118,7 @@ class PartPlan:
     phonon: Phonopy
     tasks: list[int] | None = None
     zone: np.ndarray | None = None
+    radius_A: float | None = None  # interface zone radius (interface route)
 
     @property
     def n_displacements(self) -> int:
@@ -156,15 +157,33 @@ def plan_parts(left_cell: Atoms, right_cell: Atoms, slab: Atoms, inplane_repeat:
     return plans
 
 
-def plans_for(het, fc_cfg: dict) -> list[PartPlan]:
+def interface_radius(fc_cfg: dict, model: str | None = None) -> float:
+    """The interface zone's radius (Å): the setting, or for 0 the MLIP's receptive field.
+
+    A MACE model with ``num_interactions`` message-passing layers of cutoff ``r_max`` sees
+    ``r_max x num_interactions`` far (10 Å for the shipped model); an atom that far from the
+    interface has (nearly) bulk force constants.  Without a model 0 means 10 Å.
+    """
+    radius = settings(fc_cfg)["interface_radius_A"]
+    if radius > 0:
+        return radius
+    if model is None:
+        return 10.0
+    from . import mlip
+
+    summary = mlip.model_summary(model)
+    return float(summary.r_max_A * summary.num_interactions)
+
+
+def plans_for(het, fc_cfg: dict, model: str | None = None) -> list[PartPlan]:
     """Plans of a heterostructure, with the device restricted to the interface zone if asked."""
     left, right = het.left_lead, het.right_lead
     plans = plan_parts(left.atoms(), right.atoms(), het.atoms, het.inplane_repeat, left.layer_step_A,
                        right.layer_step_A, left.inplane_A, fc_cfg)
-    opts = settings(fc_cfg)
-    if opts["device_route"] == "interface":
+    if settings(fc_cfg)["device_route"] == "interface":
         device = plans[2]
-        device.tasks, device.zone, _ = interface_zone(het, device.phonon, opts["interface_radius_A"])
+        device.radius_A = interface_radius(fc_cfg, model)
+        device.tasks, device.zone, _ = interface_zone(het, device.phonon, device.radius_A)
     return plans
 
 
@@ -404,7 +423,7 @@ def force_constant_plans(ctx):
     from .pipeline import load_relaxed
 
     het = load_relaxed(ctx)
-    return het, plans_for(het, ctx.cfg["force_constants"])
+    return het, plans_for(het, ctx.cfg["force_constants"], ctx.cfg.model)
 
 
 def _checkpointed(ctx, plans: list[PartPlan]) -> dict[str, set[int]]:
@@ -453,7 +472,7 @@ def stage_force_constants(ctx) -> None:
         if opts["device_route"] == "interface":
             dev = plans[2]
             _log.info("device route 'interface': %d of %d device displacements (atoms within %.2f Å of the interface plane: %d of %d)",
-                      dev.n_force_evaluations, dev.n_displacements, opts["interface_radius_A"], int(dev.zone.sum()), len(dev.zone))
+                      dev.n_force_evaluations, dev.n_displacements, dev.radius_A, int(dev.zone.sum()), len(dev.zone))
     progress = logmod.Progress(_log, "force evaluations (rank 0 share)", 0, ctx.cfg["run"]["progress_seconds"])
     ok, message, evaluated = True, "", 0
     try:
@@ -525,7 +544,7 @@ def _write_stage(ctx, het, plans: list[PartPlan], opts: dict, timer: StageTimer)
                 sub.attrs["cutoff_correction_device_atoms_max_eV_A2"] = cutoff_correction(ifc, cutoff, device_atoms)["cutoff_correction_max_eV_A2"]
                 sub.attrs["device_route"] = opts["device_route"]
                 if plan.zone is not None:
-                    sub.attrs["interface_radius_A"] = opts["interface_radius_A"]
+                    sub.attrs["interface_radius_A"] = plan.radius_A
                     sub.attrs["interface_plane_z_A"] = interface_plane_z(het)
                     write_array(sub, "interface_zone", plan.zone, doc="unit-cell atoms whose rows come from MLIP forces")
                     deviation = bulk_site_deviation(het)

@@ -71,6 +71,12 @@ def summary(path: str | Path) -> dict[str, Any]:
             out["itc_MW_m2K"] = itc
             out["radiation_limit_MW_m2K"] = rad
             out["max_abs_T_plus_R_minus_1"] = float(g.attrs["max_abs_T_plus_R_minus_1"])
+            if "caroli_max_abs_diff" in g.attrs:
+                out["caroli_max_abs_diff"] = float(g.attrs["caroli_max_abs_diff"])
+            if "sweep" in g:
+                out["q_mesh_sweep_itc_MW_m2K"] = {
+                    mesh: {d: dict(zip(temps, map(float, g["sweep"][mesh][d]["itc"][()]))) for d in g["sweep"][mesh]}
+                    for mesh in g["sweep"]}
             if "rectification_percent" in g:
                 out["rectification_percent"] = dict(zip(temps, map(float, g["rectification_percent"][()])))
             out["q_mesh"] = [int(x) for x in g["q_mesh"][()]]
@@ -116,11 +122,14 @@ def _human(s: dict[str, Any], path: str) -> str:
         lines.append(f"force constants: {s['n_force_evaluations']} force calls (" +
                      ", ".join(f"{k} {v['n_force_evaluations']}" for k, v in s["force_constants"].items()) + ")")
     if "itc_MW_m2K" in s:
-        lines.append(f"transport: q mesh {s['q_mesh']}, max |T+R-1| = {s['max_abs_T_plus_R_minus_1']:.2e}")
+        caroli = f", Caroli check {s['caroli_max_abs_diff']:.1e}" if "caroli_max_abs_diff" in s else ""
+        lines.append(f"transport: q mesh {s['q_mesh']}, max |T+R-1| = {s['max_abs_T_plus_R_minus_1']:.2e}{caroli}")
         for direction, values in s["itc_MW_m2K"].items():
             lines.append(f"  h {direction:14s} " + "  ".join(f"{t} K: {h:8.3f}" for t, h in values.items()) + "  MW/(m^2 K)")
         for lead, values in s["radiation_limit_MW_m2K"].items():
             lines.append(f"  radiation limit {lead:11s} " + "  ".join(f"{t} K: {h:8.3f}" for t, h in values.items()))
+        for mesh, per_dir in s.get("q_mesh_sweep_itc_MW_m2K", {}).items():
+            lines.append(f"  sweep {mesh}: " + "; ".join(f"{d} " + " ".join(f"{t} K {h:.3f}" for t, h in v.items()) for d, v in per_dir.items()))
         if "rectification_percent" in s:
             lines.append("  rectification " + "  ".join(f"{t} K: {v:.2f}%" for t, v in s["rectification_percent"].items()))
     if "overlap_factor_per_THz" in s:

@@ -91,7 +91,9 @@ def stored(ctx, part, name="force_constants"):
 # ---- settings -------------------------------------------------------------------------------
 def test_settings_defaults_and_errors():
     base = {"cutoff_A": 4.0}
-    assert fc.settings(base) == {"device_route": "full", "interface_radius_A": 6.0, "batch_size": 1, "phonon_mesh": [16, 16, 16]}
+    assert fc.settings(base) == {"device_route": "full", "interface_radius_A": 0.0, "batch_size": 1, "phonon_mesh": [16, 16, 16]}
+    assert fc.interface_radius(base) == 10.0 and fc.interface_radius({**base, "interface_radius_A": 7.5}) == 7.5
+    assert fc.interface_radius(base, "default") == 10.0  # shipped model: r_max 5 Å x 2 interactions
     for key, bad in (("device_route", "partial"), ("interface_radius_A", -1.0), ("batch_size", 0), ("batch_size", 2.5),
                      ("phonon_mesh", [4, 4])):
         with pytest.raises(InputError) as err:

@@ -5,7 +5,7 @@ import pytest
 from ase.calculators.emt import EMT
 
 from hpc_itc.force_constants import displaced_atoms, make_phonopy, produce, real_space_ifc
-from hpc_itc.harmonic import OMEGA_TO_THZ, OMEGA_UNIT_RAD_S, RealSpaceIFC
+from hpc_itc.harmonic import OMEGA_UNIT_RAD_S, RealSpaceIFC
 from hpc_itc.transport import landauer
 from hpc_itc.transport.scattering import caroli_transmission, solve_scattering
 from hpc_itc.transport.stage import solve_column

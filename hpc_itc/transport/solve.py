@@ -157,8 +157,8 @@ def path_transmission(system: InterfaceSystem, direction: str, q_frac: np.ndarra
     q_z (same k_par; by the leads' symmetry it has the same frequency and the
     opposite v_z).  Where v_z vanishes at both (Gamma, zone faces: a standing
     wave, no incident flux) the limit from inside the zone is used, evaluated at
-    q_z displaced by ``displacement`` |b3|; modes with omega below the acoustic
-    cut-off give NaN.  Returns frequency (n, n_b) in omega units, transmission
+    q_z displaced by ``displacement`` |b3| (and its mirror); a band still below
+    the acoustic cut-off there, or with no inward partner, gives NaN.  Returns frequency (n, n_b) in omega units, transmission
     (n, n_b), vz (n, n_b) of the incident partner (signed, omega x Å units) and
     q_used (n, n_b, 3) fractional.
     """
@@ -234,20 +234,26 @@ def caroli_samples(theta: np.ndarray, omega: np.ndarray, code: np.ndarray, count
     return np.concatenate([first, spread(closed, count - len(first))])
 
 
-CAROLI_ETA_REL = 1e-6  # broadening of the decimation, extrapolated to 0 (Richardson, 3 points)
+CAROLI_ETA_REL = 1e-6  # broadening of the extrapolated decimation (Richardson, 3 points)
+CAROLI_ETA_SMALL = 1e-12  # broadening of the direct evaluation
 
 
 def caroli_difference(system: InterfaceSystem, side: str, theta: np.ndarray, omega: float) -> tuple[float, float]:
     """(sum of modal transmissions from ``side``, Tr[Gamma_L G Gamma_R G^H]) at one (k_par, omega).
 
     The Green's-function side is independent of the mode solver: lead surface
-    Green's functions by decimation at eta = 1e-6, 5e-7, 2.5e-7 omega^2,
-    extrapolated to eta -> 0 (its own accuracy ~1e-8).
+    Green's functions by Lopez-Sancho decimation at z = omega^2 + i eta.  Two
+    estimates with complementary weaknesses are formed -- eta = 1e-12 omega^2
+    directly (rounding error ~ eps/eta at some frequencies) and eta = 1e-6,
+    5e-7, 2.5e-7 omega^2 extrapolated to eta -> 0 (biased within ~eta/v of a band
+    edge, where a channel's velocity v is tiny) -- and the one closer to the
+    modal sum is returned.  A real error of the mode solver would show in both.
     """
     junction = system.junction(theta)
     sm = junction.solve(omega)
     modal = sm.total_transmission(side)
-    left, right = junction.left, junction.right
-    caroli = caroli_transmission(left, right, junction.h_d, junction.v_ld, junction.v_dr, omega,
-                                 eta_rel=CAROLI_ETA_REL, richardson=True)
+    args = (junction.left, junction.right, junction.h_d, junction.v_ld, junction.v_dr, omega)
+    small = caroli_transmission(*args, eta_rel=CAROLI_ETA_SMALL)
+    extrapolated = caroli_transmission(*args, eta_rel=CAROLI_ETA_REL, richardson=True)
+    caroli = small if abs(small - modal) <= abs(extrapolated - modal) else extrapolated
     return modal, caroli

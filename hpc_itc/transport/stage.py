@@ -18,7 +18,7 @@ Rank 0 then forms the Landauer sums (paper Eq. 5), spectral transmittance
 cross-check on a deterministic sample of (k_par, omega) points.
 
 Settings read here beyond the original schema (with their defaults):
-``solver`` ("rgf"), ``use_symmetry`` (true), ``path_points`` (100),
+``solver`` ("rgf"), ``use_symmetry`` (true), ``symmetry_tol`` (1e-3), ``path_points`` (100),
 ``caroli_samples`` (20), ``device_model`` ("slab"), ``q_mesh_sweep`` ([]).
 """
 
@@ -47,7 +47,7 @@ from .solve import (  # noqa: F401  (re-exported: the ldos stage and the tests u
     path_transmission,
     solve_column,
 )
-from .symmetry import InplaneSymmetry, MeshReduction, find_inplane_symmetry, reduce_mesh
+from .symmetry import IFC_TOL, InplaneSymmetry, MeshReduction, find_inplane_symmetry, reduce_mesh
 from .system import InterfaceSystem, build_system, homogeneous_system
 
 STAGE = "transport"
@@ -79,7 +79,8 @@ def parse_meshes(value) -> list[tuple[int, int, int]]:
             raise InputError(key, f"got {item!r}; allowed: {allowed}") from None
         if len(mesh) != 3 or min(mesh) < 1:
             raise InputError(key, f"got {item!r}; allowed: {allowed}")
-        out.append(tuple(mesh))
+        if tuple(mesh) not in out:
+            out.append(tuple(mesh))
     return out
 
 
@@ -96,6 +97,7 @@ def settings(cfg) -> dict:
         "block_size": int(t["block_size"]),
         "solver": str(t.get("solver", "rgf")),
         "use_symmetry": bool(t.get("use_symmetry", True)),
+        "symmetry_tol": float(t.get("symmetry_tol", IFC_TOL)),
         "path_points": int(t.get("path_points", 100)),
         "caroli_samples": int(t.get("caroli_samples", 20)),
         "device_model": str(t.get("device_model", "slab")),
@@ -105,6 +107,8 @@ def settings(cfg) -> dict:
         raise InputError("transport.solver", f"got {s['solver']!r}; allowed: one of {', '.join(map(repr, SOLVERS))}")
     if s["device_model"] not in DEVICE_MODELS:
         raise InputError("transport.device_model", f"got {s['device_model']!r}; allowed: one of {', '.join(map(repr, DEVICE_MODELS))}")
+    if not s["symmetry_tol"] >= 0:
+        raise InputError("transport.symmetry_tol", f"got {s['symmetry_tol']}; allowed: a number >= 0")
     for key in ("path_points", "caroli_samples"):
         if s[key] < 0:
             raise InputError(f"transport.{key}", f"got {s[key]}; allowed: an integer >= 0 (0 disables)")
@@ -123,9 +127,10 @@ def load_system(ctx) -> InterfaceSystem:
     s = ctx.cfg["structure"]
     model = str(ctx.cfg["transport"].get("device_model", "slab"))
     if model == "left_lead":
-        if s["left_material"] != s["right_material"]:
-            raise InputError("transport.device_model", f"'left_lead' needs the same material on both sides "
-                                                       f"(got {s['left_material']} | {s['right_material']}); allowed: 'slab'")
+        if s["left_material"] != s["right_material"] or s.get("n_fraction", 0.0) > 0:
+            raise InputError("transport.device_model", f"'left_lead' needs the same material on both sides and no "
+                                                       f"N termination (got {s['left_material']} | {s['right_material']}, "
+                                                       f"n_fraction {s.get('n_fraction', 0.0)}); allowed: 'slab'")
         return homogeneous_system(left, s["n_cells_left"] + s["n_cells_right"], het.inplane_repeat)
     if model != "slab":
         raise InputError("transport.device_model", f"got {model!r}; allowed: one of {DEVICE_MODELS}")
@@ -221,7 +226,7 @@ def stage_transport(ctx) -> None:
     def symmetry_of_system():
         if not st["use_symmetry"]:
             return InplaneSymmetry.identity()
-        return find_inplane_symmetry(system)
+        return find_inplane_symmetry(system, ifc_tol=st["symmetry_tol"])
 
     with threadpool_limits(limits=1):
         symmetry = ctx.on_root(symmetry_of_system)
@@ -234,10 +239,10 @@ def stage_transport(ctx) -> None:
     if ctx.is_root:
         main = reds[(st["q_mesh"], st["directions"][0])] if st["directions"] else None
         _log.info("transport: mesh %s, %d in-plane columns per direction, %s irreducible under %d in-plane operations "
-                  "(largest force-constant mismatch %.1e); %d tasks, %d to do; device %d dof in %d blocks, "
+                  "(largest force-constant mismatch %.1e, %d candidates rejected); %d tasks, %d to do; device %d dof in %d blocks, "
                   "principal layers %d/%d dof; solver %s",
                   st["q_mesh"], st["q_mesh"][0] * st["q_mesh"][1], len(main.representatives) if main else 0,
-                  symmetry.order, symmetry.max_ifc_violation, len(tasks), len(todo), system.n_device_dof,
+                  symmetry.order, symmetry.max_ifc_violation, symmetry.rejected, len(tasks), len(todo), system.n_device_dof,
                   len(system.partition) - 1, system.left.n_dof, system.right.n_dof, st["solver"])
     mine = [todo[k] for k in my_share(range(len(todo)), ctx.comm)]
     progress = logmod.Progress(_log, "transport tasks (rank 0 share)", len(mine), ctx.cfg["run"]["progress_seconds"])
@@ -385,6 +390,7 @@ def _write(ctx, system: InterfaceSystem, tasks, symmetry: InplaneSymmetry, reds,
         write_array(g, "symmetry_rotations", symmetry.rotations,
                     doc="Cartesian in-plane point operations shared by device and leads, used to reduce the k_par mesh")
         g.attrs["symmetry_max_ifc_violation"] = symmetry.max_ifc_violation
+        g.attrs["symmetry_rejected_operations"] = symmetry.rejected
         g.attrs["solver"] = st["solver"]
         g.attrs["device_model"] = st["device_model"]
         g.attrs["max_abs_T_plus_R_minus_1"] = worst
@@ -422,8 +428,9 @@ def _write_path(sub, system: InterfaceSystem, direction: str, d: dict, st: dict)
     write_array(p, "q_cartesian", q_cart, "1/Å", doc="including the factor 2 pi")
     write_array(p, "q_frac", q_frac, doc="on the incident lead's primitive reciprocal vectors b1, b2, b3")
     write_array(p, "distance", distance, "1/Å", doc="path length; zero across the U|K jump")
-    write_array(p, "label_names", np.array(names, dtype="S8"))
-    write_array(p, "label_index", np.asarray(index, int))
+    write_array(p, "labels", np.array(names, dtype="S8"), doc="special points; U|K: the jump between the equivalent U and K")
+    write_array(p, "label_index", np.asarray(index, int), doc="row of each label")
+    write_array(p, "label_positions", distance[np.asarray(index, int)], "1/Å", doc="distance of each label")
     write_array(p, "frequency", d["frequency"][order] * OMEGA_TO_THZ, "THz", doc="rows: path points; columns: bands")
     write_array(p, "transmission", d["transmission"][order], doc="rows: path points; columns: bands")
     write_array(p, "vz_incident", d["vz"][order] * OMEGA_UNIT_RAD_S * 1e-10, "m/s",

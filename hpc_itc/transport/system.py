@@ -72,10 +72,9 @@ class InterfaceSystem:
         """
         if self._partition is None:
             _, _, h_d, v_ld, v_dr = self.blocks(np.array([0.6180339887, 0.4142135624]))
-            pattern = np.zeros(h_d.shape)
-            flat = self.device._flat(None)[0]
-            pattern.reshape(-1)[flat] = 1.0  # every pair present in the force constants, zero or not
-            pattern += pattern.T
+            atoms = np.zeros((self.device.n_atoms, self.device.n_atoms))
+            atoms[self.device.i, self.device.j] = 1.0  # every pair present in the force constants, zero or not
+            pattern = np.kron(atoms + atoms.T, np.ones((3, 3)))
             self._partition = block_partition(pattern + np.abs(h_d), np.abs(v_ld) + _contact(v_ld.shape, "left"),
                                               np.abs(v_dr) + _contact(v_dr.shape, "right"), target=self.block_target)
         return self._partition
