@@ -25,7 +25,7 @@ from pathlib import Path
 from . import __version__
 from .errors import InputError
 
-SUBCOMMANDS = ("run", "validate", "inspect", "export", "plot", "cohp-inputs", "evaluate", "sample", "collect-vasp", "schema")
+SUBCOMMANDS = ("run", "validate", "inspect", "export", "plot", "cohp-inputs", "evaluate", "train", "sample", "collect-vasp", "schema")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -61,6 +61,9 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--stress-key", default="REF_stress")
     ev.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     ev.add_argument("--dtype", default="float64", choices=("float64", "float32"))
+    tr = sub.add_parser("train", help="train or fine-tune a MACE model (mace_run_train with the paper's recipe)")
+    tr.add_argument("input")
+    tr.add_argument("--dry-run", action="store_true", help="print the mace_run_train command only")
     sub.add_parser("schema", help="print the input-file reference")
     sa = sub.add_parser("sample", help="training data for the MLIP: rattled and MD configurations, selection, VASP inputs")
     sa.add_argument("input")
@@ -119,6 +122,10 @@ def main(argv: list[str] | None = None) -> int:
             from .dft import main_collect
 
             return main_collect(args.folders, args.out, skip_unfinished=args.skip_unfinished, config_type=args.config_type)
+        if args.command == "train":
+            from .train import main_train
+
+            return main_train(args.input, dry_run=args.dry_run)
         if args.command == "schema":
             from .config import schema_markdown
 

@@ -8,8 +8,9 @@ a_par = sqrt(2) |a1| and z components by a_perp = 2 a3_z, so a strained (tetrago
 zone-boundary points at half reciprocal lattice vectors: X = (0, 0, 1/2), L = (1/2, 0, 1/2) in the
 layer cell's reduced coordinates, for any strain.
 
-Frequencies in THz (phonopy's units with eV, Å, amu), path distances in 1/Å (phonopy's convention,
-no factor 2 pi), DOS in states/THz per primitive cell (integral 3 x atoms).
+Frequencies in THz (phonopy's units with eV, Å, amu), DOS in states/THz per primitive cell (integral
+3 x atoms).  Path distances are phonopy's (1/Å, no 2 pi) in :class:`LeadPhonons` and stored with the
+factor 2 pi, like the transport stage's mode maps.
 """
 
 from __future__ import annotations
@@ -162,12 +163,13 @@ def write_phonons(group, ph: LeadPhonons) -> None:
     group.attrs["material"] = ph.material
     group.attrs["path"] = "G-X-U|K-G-L-W-X (fcc, cubic coordinates; X along [001], the transport direction)"
     group.attrs["mesh"] = list(ph.mesh)
-    write_array(group, "path_qpoints", ph.path_qpoints, doc="reduced coordinates in the lead layer cell's b1, b2, b3")
-    write_array(group, "path_distances", ph.path_distances, "1/Å", doc="cumulative distance along the path (phonopy, no 2 pi)")
-    write_array(group, "path_frequencies", ph.path_frequencies, "THz")
-    write_array(group, "path_segment", ph.path_segment)
-    write_array(group, "label_names", np.array(ph.label_names, dtype="S16"))
-    write_array(group, "label_distances", ph.label_distances, "1/Å")
+    two_pi = 2.0 * np.pi  # distances as in /transport/<direction>/path: including 2 pi
+    write_array(group, "q_frac", ph.path_qpoints, doc="reduced coordinates in the lead layer cell's b1, b2, b3")
+    write_array(group, "distance", two_pi * ph.path_distances, "1/Å", doc="path length, including the factor 2 pi; zero across the U|K jump")
+    write_array(group, "frequency", ph.path_frequencies, "THz", doc="(points, bands)")
+    write_array(group, "segment", ph.path_segment, doc="straight segment of the path each point lies on")
+    write_array(group, "labels", np.array(ph.label_names, dtype="S16"))
+    write_array(group, "label_positions", two_pi * ph.label_distances, "1/Å", doc="distance of each label")
     write_array(group, "dos_frequencies", ph.dos_frequencies, "THz")
     write_array(group, "dos", ph.dos, "1/THz", doc="total DOS per primitive cell (tetrahedron method); integrates to 3 x atoms")
     pts = group.create_group("points")

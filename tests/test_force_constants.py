@@ -318,8 +318,9 @@ def test_lead_phonons_stored_and_consistent(emt_full):
         for lead in fc.LEADS:
             g = f[f"force_constants/{lead}/phonons"]
             n_bands = 3 * len(f[f"force_constants/{lead}/unitcell_masses"])
-            assert g["path_frequencies"].shape == (len(g["path_distances"]), n_bands)
-            assert [x.decode() for x in g["label_names"][()]] == ["G", "X", "U|K", "G", "L", "W", "X"]
+            assert g["frequency"].shape == (len(g["distance"]), n_bands) == (len(g["q_frac"]), n_bands)
+            assert [x.decode() for x in g["labels"][()]] == ["G", "X", "U|K", "G", "L", "W", "X"]
+            assert np.all(np.diff(g["distance"][()]) >= 0) and g["label_positions"][-1] == g["distance"][-1]
             assert np.trapezoid(g["dos"][()], g["dos_frequencies"][()]) == pytest.approx(n_bands, rel=2e-2)
             # the stored X modes are the real-space model's modes at phases (0, 0, pi)
             omega, _, _ = bulk_modes(ifcs[lead], np.array([0.0, 0.0, np.pi]))

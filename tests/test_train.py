@@ -1,0 +1,85 @@
+"""train: the mace_run_train command for the paper's recipe, and a real (tiny) training run."""
+
+import shlex
+
+import numpy as np
+import pytest
+from ase.io import read, write
+
+from hpc_itc.cli import main
+from hpc_itc.train import PAPER_FINETUNE, command, load
+
+
+@pytest.fixture
+def small_data(tmp_path):
+    frames = [a for a in read("hpc_itc/data/split_train.extxyz", ":") if len(a) <= 150][:6]
+    write(tmp_path / "small.extxyz", frames)
+    return tmp_path
+
+
+def _args(text: str, folder) -> dict:
+    (folder / "t.toml").write_text(text)
+    data, base = load(str(folder / "t.toml"))
+    argv = command(data, base)
+    out = {}
+    for k, a in enumerate(argv):
+        if a.startswith("--"):
+            nxt = argv[k + 1] if k + 1 < len(argv) and not argv[k + 1].startswith("--") else True
+            out[a[2:]] = nxt
+    return out
+
+
+def test_finetune_uses_the_paper_recipe(small_data):
+    (small_data / "foundation.model").write_bytes(b"not read by a dry run")
+    args = _args('[train]\ntrain_file = "small.extxyz"\nfoundation_model = "foundation.model"\n', small_data)
+    for key in ("loss", "scaling"):
+        assert args[key] == PAPER_FINETUNE[key]
+    assert float(args["lr"]) == 1e-3 and int(args["batch_size"]) == 12 and int(args["max_num_epochs"]) == 1000
+    assert float(args["forces_weight"]) == 10.0 and float(args["ema_decay"]) == 0.999 and args["E0s"] == "average"
+    assert args["default_dtype"] == "float64" and float(args["valid_fraction"]) == 0.05 and args["amsgrad"] is True
+    assert args["foundation_model"].endswith("foundation.model") and args["multiheads_finetuning"] == "False"
+    assert "hidden_irreps" not in args  # the foundation's architecture is kept
+
+
+def test_multihead_replay_needs_replay_data(small_data, capsys):
+    (small_data / "f.model").write_bytes(b"x")
+    (small_data / "t.toml").write_text('[train]\ntrain_file = "small.extxyz"\nfoundation_model = "f.model"\nmultihead_replay = true\n')
+    assert main(["train", str(small_data / "t.toml"), "--dry-run"]) == 2
+    assert capsys.readouterr().err.startswith("error: train.multihead_replay")
+    (small_data / "t.toml").write_text('[train]\ntrain_file = "small.extxyz"\nfoundation_model = "f.model"\nmultihead_replay = true\npt_train_file = "small.extxyz"\n')
+    args = _args((small_data / "t.toml").read_text(), small_data)
+    assert args["multiheads_finetuning"] == "True" and args["pt_train_file"].endswith("small.extxyz")
+
+
+def test_missing_training_file(tmp_path, capsys):
+    (tmp_path / "t.toml").write_text('[train]\ntrain_file = "nope.extxyz"\n')
+    assert main(["train", str(tmp_path / "t.toml")]) == 2
+    assert capsys.readouterr().err.strip().startswith("error: train.train_file")
+
+
+def test_tiny_training_from_scratch_gives_a_usable_model(small_data):
+    (small_data / "t.toml").write_text('''
+[train]
+train_file = "small.extxyz"
+name = "tiny"
+work_dir = "work"
+model_out = "tiny.model"
+extra_args = ["--num_radial_basis", "4"]
+[recipe]
+max_num_epochs = 1
+batch_size = 2
+[model]
+hidden_irreps = "4x0e"
+r_max = 3.0
+num_interactions = 1
+correlation = 1
+max_ell = 1
+''')
+    assert main(["train", str(small_data / "t.toml")]) == 0
+    from hpc_itc import mlip
+    from hpc_itc.evaluate import evaluate
+
+    summary = mlip.model_summary(str(small_data / "tiny.model"))
+    assert summary.r_max_A == pytest.approx(3.0) and summary.num_interactions == 1
+    table, _ = evaluate(str(small_data / "tiny.model"), str(small_data / "small.extxyz"))
+    assert np.isfinite(table["all"]["forces_meV_A"])
