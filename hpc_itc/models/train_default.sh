@@ -32,9 +32,10 @@ COMMON=(
 # Step 1 (epochs 0-44): mostly forces; stage two (epochs 35-44) with E:F:S = 10:10:100.
 mace_run_train "${COMMON[@]}" --max_num_epochs 45 \
   --stage_two_energy_weight 10 --stage_two_forces_weight 10 --stage_two_stress_weight 100
-# Step 2 (epochs 44-54; the trainer resumes at the checkpoint's epoch number): step 1 left per-composition energy offsets of 30-130 meV/atom
-# (energy weight too small), so continue from the epoch-44 stage-two checkpoint
-# (--restart_latest) with the energy weight raised, E:F:S = 1000:100:1000.
+# Step 2 (epochs 44-54; the trainer resumes at the checkpoint's epoch number): step 1 left
+# per-composition energy offsets of 30-130 meV/atom (energy weight too small), so continue
+# from the epoch-44 stage-two checkpoint (--restart_latest) with the energy weight raised,
+# E:F:S = 1000:100:1000.
 mace_run_train "${COMMON[@]}" --max_num_epochs 55 --restart_latest \
   --stage_two_energy_weight 1000 --stage_two_forces_weight 100 --stage_two_stress_weight 1000
 # The final model is the stage-two one: $WORK/default_stagetwo.model
