@@ -215,11 +215,17 @@ def _foundation_raw(name: str) -> Any:
 
 def _import_mace() -> None:
     """Import torch, e3nn and mace, turning an install problem into InputError."""
+    import contextlib
+    import io
+
     try:
-        import e3nn  # noqa: F401
-        import mace  # noqa: F401
-        import mace.calculators  # noqa: F401
-        import torch  # noqa: F401
+        # mace prints a notice about optional CUDA kernels on stdout at import; stdout belongs
+        # to our commands' output (tables, JSON), so the notice is dropped
+        with contextlib.redirect_stdout(io.StringIO()):
+            import e3nn  # noqa: F401
+            import mace  # noqa: F401
+            import mace.calculators  # noqa: F401
+            import torch  # noqa: F401
     except Exception as exc:
         raise InputError(
             "mlip.model",
