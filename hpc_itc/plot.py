@@ -19,6 +19,10 @@ from .results import read_str_array
 _COLOURS = {"Cu": "#c87533", "C": "#404040", "N": "#3050f8"}
 
 
+def _ticks(names: list[str]) -> list[str]:
+    return ["Γ" if n.upper() in ("G", "GAMMA") else n for n in names]
+
+
 def _label(f: h5py.File, path: str) -> str:
     name = Path(path).stem
     if "structure" in f:
@@ -120,7 +124,7 @@ def fig_mode_maps(files, plt):
         for band in range(freq.shape[1]):
             sc = ax.scatter(dist, freq[:, band], c=trans[:, band], s=6, cmap="viridis", vmin=0, vmax=1)
         if "label_positions" in g:
-            ax.set_xticks(g["label_positions"][()], read_str_array(g["labels"]))
+            ax.set_xticks(g["label_positions"][()], _ticks(read_str_array(g["labels"])))
         ax.set_title(f"{_label(f, path)}\n{direction.replace('_', ' ')}", fontsize=8)
         ax.set_ylabel("frequency (THz)")
         if sc is not None:
@@ -163,7 +167,7 @@ def fig_dispersions(files, plt):
         freq = g["frequency"][()]
         ax.plot(dist, freq, "k-", lw=0.8)
         if "label_positions" in g:
-            ax.set_xticks(g["label_positions"][()], read_str_array(g["labels"]))
+            ax.set_xticks(g["label_positions"][()], _ticks(read_str_array(g["labels"])))
         ax.set_title(f"{_label(f, path)}: {lead.replace('_', ' ')}", fontsize=8)
         ax.set_ylabel("frequency (THz)")
     return fig, None
