@@ -25,7 +25,7 @@ from pathlib import Path
 from . import __version__
 from .errors import InputError
 
-SUBCOMMANDS = ("run", "validate", "inspect", "export", "plot", "cohp-inputs", "evaluate", "train", "sample", "collect-vasp", "schema")
+SUBCOMMANDS = ("run", "validate", "inspect", "export", "plot", "cohp-inputs", "evaluate", "check-model", "train", "sample", "collect-vasp", "schema")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -61,6 +61,12 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--stress-key", default="REF_stress")
     ev.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     ev.add_argument("--dtype", default="float64", choices=("float64", "float32"))
+    ck = sub.add_parser("check-model", help="lattice constants and phonons of bulk Cu and diamond against experiment")
+    ck.add_argument("model", help="'default', a MACE model file, or a foundation-model name")
+    ck.add_argument("--json", action="store_true")
+    ck.add_argument("--plot", metavar="FILE.png", help="also plot the dispersions and DOS")
+    ck.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    ck.add_argument("--dtype", default="float64", choices=("float64", "float32"))
     tr = sub.add_parser("train", help="train or fine-tune a MACE model (mace_run_train with the paper's recipe)")
     tr.add_argument("input")
     tr.add_argument("--dry-run", action="store_true", help="print the mace_run_train command only")
@@ -122,6 +128,10 @@ def main(argv: list[str] | None = None) -> int:
             from .dft import main_collect
 
             return main_collect(args.folders, args.out, skip_unfinished=args.skip_unfinished, config_type=args.config_type)
+        if args.command == "check-model":
+            from .check_model import main_check_model
+
+            return main_check_model(args)
         if args.command == "train":
             from .train import main_train
 
