@@ -290,14 +290,19 @@ def main(argv=None) -> int:
             proc = subprocess.run(["mpiexec", "-n", str(ranks), "--oversubscribe", sys.executable, "-m", "hpc_itc", str(run_inp)],
                                   capture_output=True, text=True, env=_env(ranks), cwd=folder)
             process = time.perf_counter() - t
+            (folder / "log.txt").write_text(proc.stderr)
             if proc.returncode != 0:
                 print(proc.stderr[-2000:])
                 return 1
+            import re
+
+            found = re.findall(r"force evaluations \(rank 0 share\): \d+/\d+ \(100%\), ([0-9.]+) s elapsed", proc.stderr)
+            evaluating = float(found[-1]) if found else float("nan")
             with ResultsFile(folder / "bench.h5").open() as f:
                 walls[key] = {"stage_seconds": float(f["force_constants"].attrs["wall_seconds"]), "process_seconds": process,
-                              "load_average_1min_after": os.getloadavg()[0]}
-            print(f"mpiexec -n {ranks}, {nthreads} torch thread(s) per rank: force-constant stage {walls[key]['stage_seconds']:.1f} s "
-                  f"(process {process:.1f} s; load average {os.getloadavg()[0]:.1f} on {cores} cores)", flush=True)
+                              "rank0_evaluation_seconds": evaluating, "load_average_1min_after": os.getloadavg()[0]}
+            print(f"mpiexec -n {ranks}, {nthreads} torch thread(s) per rank: force-constant stage {walls[key]['stage_seconds']:.1f} s, "
+                  f"of which rank 0 evaluating {evaluating:.1f} s (process {process:.1f} s; load average {os.getloadavg()[0]:.1f} on {cores} cores)", flush=True)
         t1, tn = walls["1x1"]["stage_seconds"], walls[f"{args.ranks}x1"]["stage_seconds"]
         eff = t1 / (args.ranks * tn)
         out["scaling"] = {"ranks": args.ranks, "walls": walls, "speedup": t1 / tn, "efficiency": eff}

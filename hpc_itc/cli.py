@@ -20,7 +20,6 @@ import signal
 import sys
 import time
 import warnings
-from pathlib import Path
 
 from . import __version__
 from .errors import InputError
@@ -161,16 +160,12 @@ def _validate(path: str) -> int:
 
 
 def _export(result: str, out: str, stage: str) -> int:
-    import h5py
     from ase import Atoms
     from ase.io import write
 
-    from .results import read_str_array
+    from .results import open_for_reading, read_str_array
 
-    path = Path(result)
-    if not path.is_file():
-        raise InputError("result", f"'{result}' not found; give a results file written by hpc_itc")
-    with h5py.File(path, "r") as f:
+    with open_for_reading(result) as f:
         if stage not in f or not f[stage].attrs.get("complete", False):
             raise InputError("--stage", f"the file has no finished '{stage}' stage; stages present: {', '.join(k for k in f if f[k].attrs.get('complete', False)) or 'none'}")
         g = f[stage]

@@ -280,19 +280,14 @@ and run the cohp stage; it needs ICOHPLIST.lobster, COHPCAR.lobster and POSCAR (
 
 def read_relaxed(result_path) -> tuple[Any, np.ndarray, np.ndarray, dict[str, Any]]:
     """(atoms, side, layer_from_interface, source info) from the /relax group of a results file."""
-    import h5py
     from ase import Atoms
 
     from .results import read_str_array
 
+    from .results import open_for_reading
+
     path = Path(result_path)
-    if not path.is_file():
-        raise InputError("result", f"'{path}' not found; give a results file written by hpc_itc")
-    try:
-        f = h5py.File(path, "r")
-    except OSError:
-        raise InputError("result", f"'{path}' is not a readable HDF5 file") from None
-    with f:
+    with open_for_reading(path) as f:
         if "relax" not in f or not f["relax"].attrs.get("complete", False):
             raise InputError("result", f"'{path}' has no finished relax stage; run the structure and relax stages first")
         g = f["relax"]

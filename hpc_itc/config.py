@@ -214,19 +214,35 @@ def load(path: str | Path) -> RunConfig:
 
 def validate(raw: dict[str, Any], source: Path | None = None, base_dir: Path | None = None) -> RunConfig:
     """Check ``raw`` (a parsed TOML document) against the schema and fill defaults."""
+    data = check_tables(raw, SCHEMA)
+    base = base_dir or Path.cwd()
+    _cross_checks(data, base)
+    return RunConfig(data=data, source=source or Path("<memory>"), base_dir=base)
+
+
+def check_tables(raw: Any, schema: dict[str, dict[str, Key]], sub_tables: dict[str, set[str]] | None = None) -> dict[str, dict[str, Any]]:
+    """Tables and keys of ``raw`` checked against ``schema``, defaults filled in.
+
+    Shared by every TOML input of hpc_itc (run, train, sample).  ``sub_tables``
+    names nested tables a section may hold (e.g. {"dft": {"incar"}}); they are
+    passed through unchecked for the caller to check.
+    """
     if not isinstance(raw, dict):
         raise InputError("input", "the input must be a TOML document of tables")
-    unknown = sorted(set(raw) - set(SCHEMA))
+    unknown = sorted(set(raw) - set(schema))
     if unknown:
-        raise InputError(unknown[0], f"unknown table; allowed tables are {', '.join(SCHEMA)}")
+        raise InputError(unknown[0], f"unknown table; allowed tables are {', '.join(schema)}")
+    sub_tables = sub_tables or {}
     data: dict[str, dict[str, Any]] = {}
-    for section, keys in SCHEMA.items():
+    for section, keys in schema.items():
         given = raw.get(section, {})
         if not isinstance(given, dict):
-            raise InputError(section, "must be a table ([%s])" % section)
-        extra = sorted(set(given) - set(keys))
+            raise InputError(section, f"must be a table ([{section}])")
+        nested = sub_tables.get(section, set())
+        extra = sorted(set(given) - set(keys) - nested)
         if extra:
-            raise InputError(f"{section}.{extra[0]}", f"unknown key; allowed keys in [{section}] are {', '.join(keys)}")
+            allowed = ", ".join([*keys, *sorted(nested)])
+            raise InputError(f"{section}.{extra[0]}", f"unknown key; allowed keys in [{section}] are {allowed}")
         data[section] = {}
         for name, spec in keys.items():
             dotted = f"{section}.{name}"
@@ -236,9 +252,10 @@ def validate(raw: dict[str, Any], source: Path | None = None, base_dir: Path | N
                 raise InputError(dotted, f"is required: {spec.allowed()}")
             else:
                 data[section][name] = copy.deepcopy(spec.default)
-    base = base_dir or Path.cwd()
-    _cross_checks(data, base)
-    return RunConfig(data=data, source=source or Path("<memory>"), base_dir=base)
+        for name in nested:
+            if name in given:
+                data[section][name] = given[name]
+    return data
 
 
 def _check_value(dotted: str, spec: Key, value: Any) -> Any:

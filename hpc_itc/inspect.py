@@ -16,22 +16,13 @@ import h5py
 import numpy as np
 
 from .config import DEFAULT_STAGES, STAGES
-from .errors import InputError
-
-ALL_STAGES = STAGES
-
+from .results import open_for_reading
 
 def summary(path: str | Path) -> dict[str, Any]:
     """The JSON summary (SPEC keys plus a few more)."""
     path = Path(path)
-    if not path.is_file():
-        raise InputError("result", f"'{path}' not found; give a results file written by hpc_itc")
-    try:
-        f = h5py.File(path, "r")
-    except OSError:
-        raise InputError("result", f"'{path}' is not a readable HDF5 file") from None
-    with f:
-        complete = [s for s in ALL_STAGES if s in f and f[s].attrs.get("complete", False)]
+    with open_for_reading(path) as f:
+        complete = [s for s in STAGES if s in f and f[s].attrs.get("complete", False)]
         try:
             cfg = tomllib.loads(f.attrs.get("input_toml", ""))
         except tomllib.TOMLDecodeError:

@@ -13,8 +13,7 @@ from typing import Callable
 import h5py
 import numpy as np
 
-from .errors import InputError
-from .results import read_str_array
+from .results import open_for_reading, read_str_array
 
 _COLOURS = {"Cu": "#c87533", "C": "#404040", "N": "#3050f8"}
 
@@ -207,18 +206,12 @@ def plot_files(paths: list[str], out_dir: str) -> dict[str, str]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    for p in paths:
-        if not Path(p).is_file():
-            raise InputError("result", f"'{p}' not found; give results files written by hpc_itc")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     handles = []
     try:
         for p in paths:
-            try:
-                handles.append((p, h5py.File(p, "r")))
-            except OSError:
-                raise InputError("result", f"'{p}' is not a readable HDF5 file") from None
+            handles.append((p, open_for_reading(p)))
         report = {}
         for name, make in FIGURES.items():
             fig, why = make(handles, plt)

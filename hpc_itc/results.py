@@ -148,6 +148,17 @@ class ResultsFile:
             root.rmdir()
 
 
+def open_for_reading(path: str | Path, key: str = "result") -> h5py.File:
+    """Open a results file read-only; a missing or unreadable file is an InputError naming ``key``."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(key, f"'{path}' not found; give a results file written by hpc_itc")
+    try:
+        return h5py.File(path, "r")
+    except OSError:
+        raise InputError(key, f"'{path}' is not a readable HDF5 file") from None
+
+
 def write_array(group: h5py.Group, name: str, data: Any, unit: str | None = None, doc: str | None = None) -> h5py.Dataset:
     """Create a dataset with optional ``unit`` and ``doc`` attributes."""
     arr = np.asarray(data)

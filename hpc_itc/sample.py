@@ -42,7 +42,6 @@ model of Cu/diamond.
 
 from __future__ import annotations
 
-import copy
 import csv
 import json
 import math
@@ -56,7 +55,7 @@ from typing import Any
 
 import numpy as np
 
-from .config import Key, _check_value
+from .config import Key, check_tables
 from .errors import InputError
 
 KINDS = ("cu", "diamond", "cu_diamond", "cu_n_diamond", "cu_cun_diamond")
@@ -188,30 +187,15 @@ def load_sample_config(path: str | Path) -> SampleConfig:
 
 
 def validate_sample(raw: dict[str, Any], source: Path | None = None, base_dir: Path | None = None) -> SampleConfig:
-    if not isinstance(raw, dict):
-        raise InputError("input", "the input must be a TOML document of tables")
-    unknown = sorted(set(raw) - set(SCHEMA))
-    if unknown:
-        raise InputError(unknown[0], f"unknown table; allowed tables are {', '.join(SCHEMA)}")
-    data: dict[str, dict[str, Any]] = {}
-    for section, keys in SCHEMA.items():
-        given = raw.get(section, {})
-        if not isinstance(given, dict):
-            raise InputError(section, f"must be a table ([{section}])")
-        tables = {t.split(".", 1)[1] for t in TABLES if t.startswith(section + ".")}
-        extra = sorted(set(given) - set(keys) - tables)
-        if extra:
-            allowed = ", ".join([*keys, *sorted(tables)])
-            raise InputError(f"{section}.{extra[0]}", f"unknown key; allowed keys in [{section}] are {allowed}")
-        data[section] = {}
-        for name, spec in keys.items():
-            dotted = f"{section}.{name}"
-            if name in given:
-                data[section][name] = _check_value(dotted, spec, given[name])
-            else:
-                data[section][name] = copy.deepcopy(spec.default)
-        for name in sorted(tables):
-            data[section][name] = _check_table(f"{section}.{name}", given.get(name, {}))
+    nested: dict[str, set[str]] = {}
+    for t in TABLES:
+        if "." in t:
+            section, name = t.split(".", 1)
+            nested.setdefault(section, set()).add(name)
+    data = check_tables(raw, SCHEMA, nested)
+    for section, names in nested.items():
+        for name in sorted(names):
+            data[section][name] = _check_table(f"{section}.{name}", (raw.get(section) or {}).get(name, {}))
     base = base_dir or Path.cwd()
     _cross_checks(data, base)
     return SampleConfig(data=data, source=source or Path("<memory>"), base_dir=base)

@@ -23,7 +23,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from .config import Key, _check_value
+from .config import Key, check_tables
 from .errors import InputError
 
 # the seed paper's fine-tuning recipe (its authors' mace_run_train settings)
@@ -89,25 +89,10 @@ def load(path: str) -> tuple[dict[str, dict[str, Any]], Path]:
         raw = tomllib.loads(p.read_text())
     except tomllib.TOMLDecodeError as exc:
         raise InputError("input", f"'{path}' is not valid TOML ({exc})") from None
-    unknown = sorted(set(raw) - set(SCHEMA))
-    if unknown:
-        raise InputError(unknown[0], f"unknown table; allowed tables are {', '.join(SCHEMA)}")
-    data: dict[str, dict[str, Any]] = {}
-    for section, keys in SCHEMA.items():
-        given = raw.get(section, {})
-        if not isinstance(given, dict):
-            raise InputError(section, f"must be a table ([{section}])")
-        extra = sorted(set(given) - set(keys))
-        if extra:
-            raise InputError(f"{section}.{extra[0]}", f"unknown key; allowed keys in [{section}] are {', '.join(keys)}")
-        data[section] = {}
-        for name, spec in keys.items():
-            if name in given:
-                data[section][name] = _check_value(f"{section}.{name}", spec, given[name]) if given[name] != "" else ""
-            elif spec.required:
-                raise InputError(f"{section}.{name}", f"is required: {spec.allowed()}")
-            else:
-                data[section][name] = spec.default
+    # an empty string means "not set" for the optional paths and recipe strings
+    raw = {sec: {k: v for k, v in (tab.items() if isinstance(tab, dict) else []) if v != ""} if isinstance(tab, dict) else tab
+           for sec, tab in raw.items()}
+    data = check_tables(raw, SCHEMA)
     base = p.resolve().parent
     t = data["train"]
     for key in ("train_file", "valid_file", "test_file", "foundation_model", "pt_train_file"):

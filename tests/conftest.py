@@ -27,3 +27,23 @@ def finished_run_summary(finished_run):
     from hpc_itc.inspect import summary
 
     return summary(finished_run[1])
+
+
+@pytest.fixture(scope="session")
+def emt_cu_phonopy():
+    """phonopy object with EMT force constants of the Cu layer cell (a = 3.59 Å), and the cell."""
+    import numpy as np
+    from ase.calculators.emt import EMT
+
+    from hpc_itc.force_constants import displaced_atoms, make_phonopy, produce
+    from hpc_itc.structure import cubic_layer_cell
+
+    cell = cubic_layer_cell("cu", 3.59).atoms()
+    phonon = make_phonopy(cell, (4, 4, 5), 0.01, 1e-5)
+    forces = []
+    for k in range(len(phonon.supercells_with_displacements)):
+        atoms = displaced_atoms(phonon, k)
+        atoms.calc = EMT()
+        forces.append(atoms.get_forces())
+    produce(phonon, np.array(forces))
+    return phonon, cell

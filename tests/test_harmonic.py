@@ -2,23 +2,14 @@
 
 import numpy as np
 import pytest
-from ase.calculators.emt import EMT
 
-from hpc_itc.force_constants import displaced_atoms, make_phonopy, produce, real_space_ifc
+from hpc_itc.force_constants import real_space_ifc
 from hpc_itc.harmonic import OMEGA_TO_THZ, PrincipalLayerLead, bulk_modes
-from hpc_itc.structure import cubic_layer_cell
 
 
 @pytest.fixture(scope="module")
-def cu_emt():
-    cell = cubic_layer_cell("cu", 3.59).atoms()
-    phonon = make_phonopy(cell, (4, 4, 5), 0.01, 1e-5)
-    forces = []
-    for k in range(len(phonon.supercells_with_displacements)):
-        atoms = displaced_atoms(phonon, k)
-        atoms.calc = EMT()
-        forces.append(atoms.get_forces())
-    produce(phonon, np.array(forces))
+def cu_emt(emt_cu_phonopy):
+    phonon, cell = emt_cu_phonopy
     return phonon, real_space_ifc(phonon, cell), cell
 
 

@@ -2,25 +2,15 @@
 
 import numpy as np
 import pytest
-from ase.calculators.emt import EMT
 
-from hpc_itc.force_constants import displaced_atoms, make_phonopy, produce, real_space_ifc
+from hpc_itc.force_constants import real_space_ifc
 from hpc_itc.ldos import broadened, overlap_factor, scattering_amplitudes
-from hpc_itc.structure import cubic_layer_cell
 from hpc_itc.transport.system import homogeneous_system
 
 
 @pytest.fixture(scope="module")
-def cu_phonopy():
-    cell = cubic_layer_cell("cu", 3.59).atoms()
-    phonon = make_phonopy(cell, (3, 3, 5), 0.01, 1e-5)
-    forces = []
-    for k in range(len(phonon.supercells_with_displacements)):
-        atoms = displaced_atoms(phonon, k)
-        atoms.calc = EMT()
-        forces.append(atoms.get_forces())
-    produce(phonon, np.array(forces))
-    return phonon, cell
+def cu_phonopy(emt_cu_phonopy):
+    return emt_cu_phonopy
 
 
 def test_identical_junction_ldos_is_phonopy_pdos(cu_phonopy):

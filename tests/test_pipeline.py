@@ -3,9 +3,7 @@
 import json
 import subprocess
 import sys
-from pathlib import Path
 
-import pytest
 
 from hpc_itc.cli import main
 from hpc_itc.inspect import summary

@@ -1,6 +1,5 @@
 """train: the mace_run_train command for the paper's recipe, and a real (tiny) training run."""
 
-import shlex
 
 import numpy as np
 import pytest

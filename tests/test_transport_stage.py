@@ -10,14 +10,12 @@ from types import SimpleNamespace
 import h5py
 import numpy as np
 import pytest
-from ase.calculators.emt import EMT
 
 from hpc_itc.errors import InputError
-from hpc_itc.force_constants import displaced_atoms, make_phonopy, produce, real_space_ifc
+from hpc_itc.force_constants import real_space_ifc
 from hpc_itc.parallel import SerialComm
 from hpc_itc.pipeline import Context
 from hpc_itc.results import ResultsFile
-from hpc_itc.structure import cubic_layer_cell
 from hpc_itc.transport import stage
 from hpc_itc.transport.springs import DEFAULT_SPRINGS, spring_interface
 from hpc_itc.transport.system import build_system
@@ -99,15 +97,8 @@ def test_bad_settings_are_input_errors(tmp_path, monkeypatch, spring_system):
 
 
 @pytest.fixture(scope="module")
-def emt_cu():
-    cell = cubic_layer_cell("cu", 3.59).atoms()
-    phonon = make_phonopy(cell, (4, 4, 5), 0.01, 1e-5)
-    forces = []
-    for k in range(len(phonon.supercells_with_displacements)):
-        atoms = displaced_atoms(phonon, k)
-        atoms.calc = EMT()
-        forces.append(atoms.get_forces())
-    produce(phonon, np.array(forces))
+def emt_cu(emt_cu_phonopy):
+    phonon, cell = emt_cu_phonopy
     return real_space_ifc(phonon, cell)
 
 

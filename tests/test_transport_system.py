@@ -2,27 +2,18 @@
 
 import numpy as np
 import pytest
-from ase.calculators.emt import EMT
 
-from hpc_itc.force_constants import displaced_atoms, make_phonopy, produce, real_space_ifc
+from hpc_itc.force_constants import real_space_ifc
 from hpc_itc.harmonic import OMEGA_UNIT_RAD_S, RealSpaceIFC
 from hpc_itc.transport import landauer
 from hpc_itc.transport.scattering import caroli_transmission, solve_scattering
 from hpc_itc.transport.stage import solve_column
 from hpc_itc.transport.system import InterfaceSystem, homogeneous_system
-from hpc_itc.structure import cubic_layer_cell
 
 
 @pytest.fixture(scope="module")
-def cu_bulk():
-    cell = cubic_layer_cell("cu", 3.59).atoms()
-    phonon = make_phonopy(cell, (4, 4, 5), 0.01, 1e-5)
-    forces = []
-    for k in range(len(phonon.supercells_with_displacements)):
-        atoms = displaced_atoms(phonon, k)
-        atoms.calc = EMT()
-        forces.append(atoms.get_forces())
-    produce(phonon, np.array(forces))
+def cu_bulk(emt_cu_phonopy):
+    phonon, cell = emt_cu_phonopy
     ifc, _ = real_space_ifc(phonon, cell).truncated(4.0)
     return ifc
 
