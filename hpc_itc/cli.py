@@ -5,6 +5,7 @@
     python -m hpc_itc validate INPUT.toml    check the input only; touches nothing
     python -m hpc_itc inspect RESULT.h5 [--json]
     python -m hpc_itc export RESULT.h5 OUT.extxyz [--stage structure|relax]
+    python -m hpc_itc export-phonopy RESULT.h5 OUTDIR [--part all|left_lead|right_lead|device]
     python -m hpc_itc plot RESULT.h5 [MORE.h5 ...] --out DIR
     python -m hpc_itc schema                 print the input reference (Markdown)
     python -m hpc_itc sample SAMPLE.toml     training data: rattled + MD configurations, selection, VASP inputs
@@ -24,7 +25,7 @@ import warnings
 from . import __version__
 from .errors import InputError
 
-SUBCOMMANDS = ("run", "validate", "inspect", "export", "plot", "cohp-inputs", "evaluate", "check-model", "train", "sample", "collect-vasp", "schema")
+SUBCOMMANDS = ("run", "validate", "inspect", "export", "export-phonopy", "plot", "cohp-inputs", "evaluate", "check-model", "train", "sample", "collect-vasp", "schema")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -42,6 +43,10 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("result")
     e.add_argument("out")
     e.add_argument("--stage", choices=("structure", "relax"), default="relax")
+    ep = sub.add_parser("export-phonopy", help="force constants in phonopy's own format (phonopy_params.yaml per part)")
+    ep.add_argument("result")
+    ep.add_argument("out_dir")
+    ep.add_argument("--part", choices=("all", "left_lead", "right_lead", "device"), default="all")
     pl = sub.add_parser("plot", help="figures (PNG and PDF) from one or more results files")
     pl.add_argument("results", nargs="+")
     pl.add_argument("--out", required=True, help="folder for the figures")
@@ -105,6 +110,12 @@ def main(argv: list[str] | None = None) -> int:
             return inspect_file(args.result, as_json=args.json)
         if args.command == "export":
             return _export(args.result, args.out, args.stage)
+        if args.command == "export-phonopy":
+            from .force_constants import export_phonopy
+
+            for path in export_phonopy(args.result, args.part, args.out_dir):
+                print(f"wrote {path}")
+            return 0
         if args.command == "plot":
             from .plot import plot_files
 

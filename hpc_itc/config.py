@@ -108,6 +108,10 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "supercell_inplane": Key("int", 0, "In-plane supercell of the device's in-plane cell for the finite displacements; 0 picks the smallest one whose half-width exceeds cutoff_A.", minimum=0),
         "cutoff_A": Key("float", 4.5, "Radius beyond which force constants are dropped (then the acoustic sum rule is re-imposed); sets the principal-layer thickness.", unit="Å", minimum=1.0, maximum=15.0),
         "symprec": Key("float", 1e-5, "Symmetry tolerance for phonopy.", unit="Å", minimum=1e-8, maximum=0.1),
+        "device_route": Key("str", "full", "'full': every symmetry-independent displacement of the slab; 'interface': only atoms within interface_radius_A of the interface plane, the other rows from the bulk lead force constants.", choices=("full", "interface")),
+        "interface_radius_A": Key("float", 0.0, "device_route = 'interface': atoms within this z distance of the interface plane (and their symmetry images) are displaced; 0 = the MLIP's receptive field r_max x num_interactions (10 Å for the shipped model).", unit="Å", minimum=0.0),
+        "batch_size": Key("int", 1, "Displaced supercells per MACE model call; 1 = plain ASE calculator. For GPUs; slower on CPU.", minimum=1, hashed=False),
+        "phonon_mesh": Key("int_list", [16, 16, 16], "Gamma-centred q mesh of the leads' phonon DOS (/force_constants/<lead>/phonons).", length=3, minimum=1),
     },
     "transport": {
         "q_mesh": Key("int_list", [8, 8, 8], "Uniform mesh of each incident lead's primitive Brillouin zone, N1 x N2 (in-plane) x N3 (paper: 20 20 20).", length=3, minimum=1),

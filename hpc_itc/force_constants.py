@@ -13,7 +13,8 @@ Device routes (``force_constants.device_route``):
 
 * ``"full"``: every symmetry-independent displacement of the slab is evaluated.
 * ``"interface"``: only atoms within ``interface_radius_A`` of the interface plane (and their
-  symmetry images) are displaced.  For the other displacements phonopy gets *bulk* forces,
+  symmetry images) are displaced; 0 (the default) takes the MLIP's receptive field,
+  r_max x num_interactions (10 Å for the shipped model).  For the other displacements phonopy gets *bulk* forces,
   F_j = -u . Phi_bulk(i, j), from the lead force constants, mapped pair by pair with the slab's
   (side, layer, in-plane cell, basis) bookkeeping; phonopy's solve and symmetrisation then
   join the two kinds of rows (Phi_ij = Phi_ji^T, sum rule restored).  Atoms farther than the
@@ -26,7 +27,7 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 from ase import Atoms
@@ -504,21 +505,52 @@ def stage_force_constants(ctx) -> None:
 
 
 def _write_stage(ctx, het, plans: list[PartPlan], opts: dict, timer: StageTimer) -> None:
+    """Rank 0: force constants from the checkpoints, lead phonons, then one atomic write of the stage."""
     from .phonons import lead_phonons, plot_phonons, write_phonons
 
     cutoff = ctx.cfg["force_constants"]["cutoff_A"]
     lead_ifcs: dict[int, RealSpaceIFC] = {}
     phonons = {}
+    records = []
+    for plan in plans:  # leads first: the interface route's device needs their force constants
+        computed = {t: ctx.results.load_task(STAGE, plan.name, t)["forces"] for t in plan.task_ids}
+        forces = part_forces(plan, computed, het, lead_ifcs)
+        sums = produce(plan.phonon, forces)
+        ifc = real_space_ifc(plan.phonon, plan.unitcell)
+        attrs = {**sums, **cutoff_correction(ifc, cutoff), "n_force_evaluations": plan.n_force_evaluations,
+                 "n_displacements_symmetry_reduced": plan.n_displacements, "n_displacements_naive": plan.n_displacements_naive}
+        extra = {}
+        _log.info("%s: %d force calls (%d symmetry-reduced displacements, %d naive), sum-rule violation %.2e -> %.2e eV/Å^2, "
+                  "cutoff %.2f Å moves up to %.2e eV/Å^2 (%.1e of the largest on-site element) into the on-site blocks",
+                  plan.name, plan.n_force_evaluations, plan.n_displacements, plan.n_displacements_naive,
+                  sums["asr_violation_before_eV_A2"], sums["asr_violation_after_eV_A2"], cutoff,
+                  attrs["cutoff_correction_max_eV_A2"], attrs["cutoff_correction_relative"])
+        if plan.name == "device":
+            attrs["cutoff_correction_device_atoms_max_eV_A2"] = cutoff_correction(ifc, cutoff, het.device_indices)["cutoff_correction_max_eV_A2"]
+            attrs["device_route"] = opts["device_route"]
+            if plan.zone is not None:
+                deviation = bulk_site_deviation(het)
+                outside = float(deviation[~plan.zone].max()) if (~plan.zone).any() else 0.0
+                attrs.update(interface_radius_A=plan.radius_A, interface_plane_z_A=interface_plane_z(het),
+                             max_bulk_site_deviation_outside_zone_A=outside)
+                extra["interface_zone"] = plan.zone
+                _log.info("device route 'interface': atoms outside the zone sit up to %.4f Å from their bulk sites "
+                          "(their rows are bulk rows; the zone's atoms up to %.4f Å)", outside,
+                          float(deviation[plan.zone].max()) if plan.zone.any() else 0.0)
+        if plan.name in LEADS:
+            side = LEADS.index(plan.name)
+            lead_ifcs[side] = ifc
+            lead = het.left_lead if side == 0 else het.right_lead
+            ph = lead_phonons(plan.phonon, lead.lattice, lead.material, opts["phonon_mesh"])
+            phonons[plan.name] = ph
+            _log.info("%s (%s) phonons: Gamma max %.2f, X %s, L %s THz%s", plan.name, lead.material,
+                      ph.frequencies_at("G").max(), np.round(ph.frequencies_at("X"), 2).tolist(),
+                      np.round(ph.frequencies_at("L"), 2).tolist(),
+                      ("; vs experiment: " + ", ".join(f"{l} {c:.2f}/{r:.2f}" for l, c, r in ph.comparison)) if ph.comparison else "")
+        records.append((plan, forces, np.array(plan.phonon.force_constants), attrs, extra))
 
     def write(g) -> None:
-        n_calls = 0
-        for plan in plans:
-            computed = {t: ctx.results.load_task(STAGE, plan.name, t)["forces"] for t in plan.task_ids}
-            forces = part_forces(plan, computed, het, lead_ifcs)
-            sums = produce(plan.phonon, forces)
-            ifc = real_space_ifc(plan.phonon, plan.unitcell)
-            corr = cutoff_correction(ifc, cutoff)
-            n_calls += plan.n_force_evaluations
+        for plan, forces, fcs, attrs, extra in records:
             sub = g.create_group(plan.name)
             cell = plan.unitcell
             write_array(sub, "unitcell_positions", cell.positions, "Å")
@@ -528,55 +560,24 @@ def _write_stage(ctx, het, plans: list[PartPlan], opts: dict, timer: StageTimer)
             write_array(sub, "supercell_matrix", np.diag(plan.supercell))
             write_array(sub, "displacements", np.array([d[1:4] for d in plan.phonon.displacements], float), "Å")
             write_array(sub, "displaced_atoms", np.array([int(d[0]) for d in plan.phonon.displacements]))
-            computed_mask = np.isin(np.arange(plan.n_displacements), plan.task_ids)
             write_array(sub, "forces", forces, "eV/Å",
                         doc="MLIP forces where 'computed' is true, bulk-lead forces elsewhere (interface route)")
-            write_array(sub, "computed", computed_mask, doc="displacement evaluated with the MLIP")
-            write_array(sub, "force_constants", plan.phonon.force_constants, "eV/Å^2",
-                        doc="phonopy compact format (unit-cell atom, supercell atom, 3, 3)")
-            for k, v in {**sums, **corr}.items():
+            write_array(sub, "computed", np.isin(np.arange(plan.n_displacements), plan.task_ids), doc="displacement evaluated with the MLIP")
+            write_array(sub, "force_constants", fcs, "eV/Å^2", doc="phonopy compact format (unit-cell atom, supercell atom, 3, 3)")
+            if "interface_zone" in extra:
+                write_array(sub, "interface_zone", extra["interface_zone"], doc="unit-cell atoms whose rows come from MLIP forces")
+            for k, v in attrs.items():
                 sub.attrs[k] = v
-            sub.attrs["n_force_evaluations"] = plan.n_force_evaluations
-            sub.attrs["n_displacements_symmetry_reduced"] = plan.n_displacements
-            sub.attrs["n_displacements_naive"] = plan.n_displacements_naive
-            if plan.name == "device":
-                device_atoms = het.device_indices
-                sub.attrs["cutoff_correction_device_atoms_max_eV_A2"] = cutoff_correction(ifc, cutoff, device_atoms)["cutoff_correction_max_eV_A2"]
-                sub.attrs["device_route"] = opts["device_route"]
-                if plan.zone is not None:
-                    sub.attrs["interface_radius_A"] = plan.radius_A
-                    sub.attrs["interface_plane_z_A"] = interface_plane_z(het)
-                    write_array(sub, "interface_zone", plan.zone, doc="unit-cell atoms whose rows come from MLIP forces")
-                    deviation = bulk_site_deviation(het)
-                    outside = float(deviation[~plan.zone].max()) if (~plan.zone).any() else 0.0
-                    sub.attrs["max_bulk_site_deviation_outside_zone_A"] = outside
-                    _log.info("device route 'interface': atoms outside the zone sit up to %.4f Å from their bulk sites "
-                              "(their rows are bulk rows; the zone's atoms up to %.4f Å)", outside,
-                              float(deviation[plan.zone].max()) if plan.zone.any() else 0.0)
-            _log.info("%s: %d force calls (%d symmetry-reduced displacements, %d naive), sum-rule violation %.2e -> %.2e eV/Å^2, "
-                      "cutoff %.2f Å moves up to %.2e eV/Å^2 (%.1e of the largest on-site element) into the on-site blocks",
-                      plan.name, plan.n_force_evaluations, plan.n_displacements, plan.n_displacements_naive,
-                      sums["asr_violation_before_eV_A2"], sums["asr_violation_after_eV_A2"], cutoff,
-                      corr["cutoff_correction_max_eV_A2"], corr["cutoff_correction_relative"])
-            if plan.name in LEADS:
-                side = LEADS.index(plan.name)
-                lead_ifcs[side] = ifc
-                lead = het.left_lead if side == 0 else het.right_lead
-                ph = lead_phonons(plan.phonon, lead.lattice, lead.material, opts["phonon_mesh"])
-                write_phonons(sub.create_group("phonons"), ph)
-                phonons[plan.name] = ph
-                _log.info("%s (%s) phonons: Gamma max %.2f, X %s, L %s THz%s", plan.name, lead.material,
-                          ph.frequencies_at("G").max(), np.round(ph.frequencies_at("X"), 2).tolist(),
-                          np.round(ph.frequencies_at("L"), 2).tolist(),
-                          ("; vs experiment: " + ", ".join(f"{l} {c:.2f}/{r:.2f}" for l, c, r in ph.comparison)) if ph.comparison else "")
-        g.attrs["n_force_evaluations"] = n_calls
+            if plan.name in phonons:
+                write_phonons(sub.create_group("phonons"), phonons[plan.name])
+        g.attrs["n_force_evaluations"] = sum(p.n_force_evaluations for p in plans)
         g.attrs["n_displacements_symmetry_reduced"] = sum(p.n_displacements for p in plans)
         g.attrs["n_displacements_naive"] = sum(p.n_displacements_naive for p in plans)
         g.attrs["cutoff_A"] = cutoff
         g.attrs["symprec"] = ctx.cfg["force_constants"]["symprec"]
         g.attrs["device_route"] = opts["device_route"]
 
-    ctx.results.write_stage(STAGE, write, timer.seconds)
+    ctx.results.write_stage(STAGE, write, timer.seconds)  # wall time includes the solve and the phonons above
     out = ctx.results.path
     try:
         png = plot_phonons(phonons, out.with_name(out.stem + "_phonons.png"))

@@ -48,9 +48,24 @@ def summary(path: str | Path) -> dict[str, Any]:
         if "force_constants" in complete:
             g = f["force_constants"]
             out["n_force_evaluations"] = int(g.attrs["n_force_evaluations"])
-            out["force_constants"] = {p: {"n_force_evaluations": int(g[p].attrs["n_force_evaluations"]),
-                                          "asr_violation_before_eV_A2": float(g[p].attrs["asr_violation_before_eV_A2"])}
-                                      for p in g if isinstance(g[p], h5py.Group)}
+            parts = {}
+            for p in g:
+                if not isinstance(g[p], h5py.Group):
+                    continue
+                a = g[p].attrs
+                entry = {"n_force_evaluations": int(a["n_force_evaluations"])}
+                for key in ("n_displacements_symmetry_reduced", "n_displacements_naive", "asr_violation_before_eV_A2",
+                            "asr_violation_after_eV_A2", "cutoff_correction_max_eV_A2", "cutoff_correction_relative",
+                            "device_route", "interface_radius_A", "max_bulk_site_deviation_outside_zone_A"):
+                    if key in a:
+                        value = a[key]
+                        entry[key] = value if isinstance(value, str) else (int(value) if key.startswith("n_") else float(value))
+                if "phonons" in g[p]:
+                    from .phonons import read_phonons
+
+                    entry["phonons_THz"] = _jsonable(read_phonons(g[p]["phonons"]))
+                parts[p] = entry
+            out["force_constants"] = parts
         if "transport" in complete:
             g = f["transport"]
             temps = [f"{t:.1f}" for t in g["temperatures"][()]]
@@ -84,6 +99,20 @@ def summary(path: str | Path) -> dict[str, Any]:
     if pending:
         out["checkpointed_tasks"] = pending
     return out
+
+
+def _jsonable(x):
+    if isinstance(x, dict):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, np.ndarray):
+        return _jsonable(x.tolist())
+    if isinstance(x, (np.floating, np.integer)):
+        return x.item()
+    if isinstance(x, bytes):
+        return x.decode()
+    return x
 
 
 def _checkpointed(path: Path) -> dict[str, int]:

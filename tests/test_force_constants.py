@@ -5,6 +5,7 @@ Most tests run the real stage shell in-process on a Cu|Cu junction with ASE's EM
 (milliseconds per force call), so they exercise the same code as a production run.
 """
 
+import logging
 from pathlib import Path
 
 import h5py
@@ -162,7 +163,18 @@ def test_cutoff_correction_is_the_onsite_change(emt_full):
 
 
 # ---- checkpoints ---------------------------------------------------------------------------------
-def test_checkpoint_of_another_displacement_is_recomputed(tmp_path, emt_full, caplog):
+class _Records(logging.Handler):
+    """Collects the 'hpc_itc' logger's messages (cli.main may have set propagate = False, hiding them from caplog)."""
+
+    def __init__(self):
+        super().__init__(logging.DEBUG)
+        self.lines = []
+
+    def emit(self, record):
+        self.lines.append(record.getMessage())
+
+
+def test_checkpoint_of_another_displacement_is_recomputed(tmp_path, emt_full):
     ctx = make_context(tmp_path)
     stage_structure(ctx)
     stage_relax(ctx)
@@ -170,10 +182,18 @@ def test_checkpoint_of_another_displacement_is_recomputed(tmp_path, emt_full, ca
     # a stale file: right shape, but written for another displaced atom (e.g. by another phonopy version)
     ctx.results.save_task("force_constants", "device", 0, forces=np.full((n_sc, 3), 7.0), displaced_atom=np.int64(999),
                           displacement=np.zeros(3))
-    with caplog.at_level("INFO", logger="hpc_itc"):
+    logger = logging.getLogger("hpc_itc")
+    records, level = _Records(), logger.level
+    logger.addHandler(records)
+    logger.setLevel(logging.INFO)
+    try:
         fc.stage_force_constants(ctx)
-    assert "does not belong to this displacement set" in caplog.text
-    assert "0 already checkpointed" in caplog.text
+    finally:
+        logger.removeHandler(records)
+        logger.setLevel(level)
+    text = "\n".join(records.lines)
+    assert "does not belong to this displacement set" in text
+    assert "0 already checkpointed" in text
     assert np.abs(stored(ctx, "device") - stored(emt_full, "device")).max() < 1e-12
 
 

@@ -1,7 +1,7 @@
 """The force-constant stage as real processes: rank-count independence under mpiexec, and a SIGKILL
 in the middle of the stage followed by a rerun that evaluates only the missing displacements.
 
-Both run the shipped default model on a tiny Cu/diamond input (9-atom slab, 2 x 2 in-plane supercell),
+Both run the shipped default model on a tiny Cu/diamond input (9-atom slab, 3 x 3 in-plane supercell),
 starting from one relaxed results file that every run copies.
 """
 
@@ -39,7 +39,7 @@ fmax_eV_A = 0.2
 lattice = "model"
 
 [force_constants]
-cutoff_A = 2.5
+cutoff_A = 3.0
 """
 ALL_STAGES = '["structure", "relax", "force_constants"]'
 
