@@ -13,8 +13,8 @@ from hpc_itc.cli import main
 from hpc_itc.errors import InputError
 
 ROOT = Path(__file__).resolve().parents[1]
-# run inputs (sample_*.toml and train_*.toml are inputs of other commands)
-EXAMPLES = sorted(p for p in (ROOT / "inputs").glob("*.toml") if not p.name.startswith(("sample", "train")))
+# run inputs (sample_*, train_* and sweep_*.toml are inputs of other commands)
+EXAMPLES = sorted(p for p in (ROOT / "inputs").glob("*.toml") if not p.name.startswith(("sample", "train", "sweep")))
 
 
 def _run_validate(path, capsys):
