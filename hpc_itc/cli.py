@@ -25,7 +25,7 @@ import warnings
 from . import __version__
 from .errors import InputError
 
-SUBCOMMANDS = ("run", "validate", "inspect", "export", "export-phonopy", "plot", "cohp-inputs", "evaluate", "check-model", "train", "sample", "collect-vasp", "schema")
+SUBCOMMANDS = ("run", "validate", "inspect", "export", "export-phonopy", "plot", "cohp-inputs", "evaluate", "check-model", "train", "sample", "collect-vasp", "schema", "sweep-point", "sweep-collect", "sweep-size")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -75,6 +75,9 @@ def _parser() -> argparse.ArgumentParser:
     tr.add_argument("input")
     tr.add_argument("--dry-run", action="store_true", help="print the mace_run_train command only")
     sub.add_parser("schema", help="print the input-file reference")
+    from .sweep import add_subparsers as add_sweep_subparsers
+
+    add_sweep_subparsers(sub)
     sa = sub.add_parser("sample", help="training data for the MLIP: rattled and MD configurations, selection, VASP inputs")
     sa.add_argument("input")
     cv = sub.add_parser("collect-vasp", help="finished VASP runs -> extxyz with REF_energy, REF_forces, REF_stress")
@@ -146,6 +149,10 @@ def main(argv: list[str] | None = None) -> int:
             from .train import main_train
 
             return main_train(args.input, dry_run=args.dry_run)
+        if args.command in ("sweep-point", "sweep-collect", "sweep-size"):
+            from .sweep import dispatch as sweep_dispatch
+
+            return sweep_dispatch(args)
         if args.command == "schema":
             from .config import schema_markdown
 
@@ -272,6 +279,8 @@ def _run(path: str) -> int:
     except SystemExit as exc:
         if comm.rank == 0:
             print("error: terminated (SIGTERM); finished work is checkpointed, rerun the same command to resume", file=sys.stderr)
+        if comm.size > 1:  # other ranks may sit in a collective and never see the signal
+            comm.Abort(int(exc.code or 143))
         return int(exc.code or 143)
     except Exception as exc:  # noqa: BLE001
         print(f"error: rank {comm.rank}: {type(exc).__name__}: {exc}", file=sys.stderr)

@@ -399,7 +399,10 @@ def _write(ctx, system: InterfaceSystem, tasks, symmetry: InplaneSymmetry, reds,
         if len(per_dir) == 2 and all(per_dir.values()):
             h_lr = g["left_to_right/itc"][()]
             h_rl = g["right_to_left/itc"][()]
-            write_array(g, "rectification_percent", 100 * np.abs(h_lr - h_rl) / (0.5 * (h_lr + h_rl)), "%")
+            mean = 0.5 * (h_lr + h_rl)
+            # no conductance in either direction (e.g. a mesh too coarse to sample the window): nothing to compare
+            rect = np.divide(100 * np.abs(h_lr - h_rl), mean, out=np.zeros_like(mean), where=mean > 0)
+            write_array(g, "rectification_percent", rect, "%")
         if sweep:
             sw = g.create_group("sweep")
             sw.attrs["doc"] = "h(T) of the same system on other q meshes (convergence check); temperatures as /transport/temperatures"
