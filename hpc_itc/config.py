@@ -201,18 +201,24 @@ def _resolve(base: Path, value: str) -> Path:
     return p if p.is_absolute() else (base / p)
 
 
-def load(path: str | Path) -> RunConfig:
-    """Read and validate a TOML input file; raise InputError on any problem."""
+def read_toml(path: str | Path, what: str = "a TOML input file") -> dict[str, Any]:
+    """Parse a TOML file; a missing, unreadable or malformed file is a one-line InputError."""
     path = Path(path)
     if not path.is_file():
-        raise InputError("input", f"file '{path}' not found; give the path of a TOML input file")
+        raise InputError("input", f"file '{path}' not found; give the path of {what}")
     try:
         with path.open("rb") as fh:
-            raw = tomllib.load(fh)
+            return tomllib.load(fh)
     except tomllib.TOMLDecodeError as exc:
         raise InputError("input", f"'{path}' is not valid TOML ({exc})") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError("input", f"cannot read '{path}' ({exc.__class__.__name__})") from None
+
+
+def load(path: str | Path) -> RunConfig:
+    """Read and validate a TOML input file; raise InputError on any problem."""
+    path = Path(path)
+    raw = read_toml(path)
     return validate(raw, source=path.resolve(), base_dir=path.resolve().parent)
 
 

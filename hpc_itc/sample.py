@@ -48,14 +48,13 @@ import math
 import os
 import sys
 import time
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .config import Key, check_tables
+from .config import Key, check_tables, read_toml
 from .errors import InputError
 
 KINDS = ("cu", "diamond", "cu_diamond", "cu_n_diamond", "cu_cun_diamond")
@@ -174,15 +173,7 @@ def _resolve(base: Path, value: str) -> Path:
 def load_sample_config(path: str | Path) -> SampleConfig:
     """Read and validate a SAMPLE.toml; InputError naming the dotted key on any problem."""
     path = Path(path)
-    if not path.is_file():
-        raise InputError("input", f"file '{path}' not found; give the path of a sampling TOML file")
-    try:
-        with path.open("rb") as fh:
-            raw = tomllib.load(fh)
-    except tomllib.TOMLDecodeError as exc:
-        raise InputError("input", f"'{path}' is not valid TOML ({exc})") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError("input", f"cannot read '{path}' ({exc.__class__.__name__})") from None
+    raw = read_toml(path, "a sampling TOML file")
     return validate_sample(raw, source=path.resolve(), base_dir=path.resolve().parent)
 
 

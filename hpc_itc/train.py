@@ -19,11 +19,10 @@ import shlex
 import shutil
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 from typing import Any
 
-from .config import Key, check_tables
+from .config import Key, check_tables, read_toml
 from .errors import InputError
 
 # the seed paper's fine-tuning recipe (its authors' mace_run_train settings)
@@ -83,12 +82,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
 
 def load(path: str) -> tuple[dict[str, dict[str, Any]], Path]:
     p = Path(path)
-    if not p.is_file():
-        raise InputError("input", f"file '{path}' not found; give a TOML training input")
-    try:
-        raw = tomllib.loads(p.read_text())
-    except tomllib.TOMLDecodeError as exc:
-        raise InputError("input", f"'{path}' is not valid TOML ({exc})") from None
+    raw = read_toml(p, "a TOML training input")
     # an empty string means "not set" for the optional paths and recipe strings
     raw = {sec: {k: v for k, v in (tab.items() if isinstance(tab, dict) else []) if v != ""} if isinstance(tab, dict) else tab
            for sec, tab in raw.items()}
