@@ -158,13 +158,13 @@ class RunConfig:
 
     @property
     def output_path(self) -> Path:
-        return _resolve(self.base_dir, self.data["run"]["output"]).resolve()
+        return resolve_path(self.base_dir, self.data["run"]["output"]).resolve()
 
     @property
     def model(self) -> str:
         """Model spec for :mod:`hpc_itc.mlip`: 'default', a foundation name or an absolute path."""
         spec = self.data["mlip"]["model"]
-        candidate = _resolve(self.base_dir, spec)
+        candidate = resolve_path(self.base_dir, spec)
         return str(candidate) if candidate.exists() else spec
 
     def hashed_view(self) -> dict[str, Any]:
@@ -196,7 +196,8 @@ class RunConfig:
         return value if value > 0 else DEFAULT_LATTICE_A[s[f"{side}_material"]]
 
 
-def _resolve(base: Path, value: str) -> Path:
+def resolve_path(base: Path, value: str) -> Path:
+    """``value`` as a path; relative paths are relative to ``base`` (the input file's folder)."""
     p = Path(value).expanduser()
     return p if p.is_absolute() else (base / p)
 
@@ -350,9 +351,9 @@ def _cross_checks(data: dict[str, dict[str, Any]], base: Path) -> None:
         raise InputError("run.stages", f"got {stages!r}; list stages in pipeline order: {', '.join(STAGES)}")
     model = data["mlip"]["model"]
     looks_like_path = model.endswith((".model", ".pt", ".pth")) or "/" in model or "\\" in model
-    if looks_like_path and not _resolve(base, model).is_file():
+    if looks_like_path and not resolve_path(base, model).is_file():
         raise InputError("mlip.model", f"model file '{model}' not found (relative paths are relative to the input file's folder); allowed: 'default', an existing MACE model file, or a foundation-model name")
-    out = _resolve(base, data["run"]["output"])
+    out = resolve_path(base, data["run"]["output"])
     if out.exists() and out.is_dir():
         raise InputError("run.output", f"'{out}' is a folder; give a file name such as results.h5")
     if not out.suffix == ".h5":

@@ -196,10 +196,3 @@ def stage_relax(ctx: Context) -> None:
 def load_relaxed(ctx: Context) -> Heterostructure:
     with ctx.results.open() as f:
         return read_heterostructure(f["relax"], ctx.spec)
-
-
-def load_force_constants(ctx: Context):
-    """RealSpaceIFC of each part (see :func:`hpc_itc.force_constants.load_force_constants`)."""
-    from .force_constants import load_force_constants as load
-
-    return load(ctx)

@@ -54,7 +54,7 @@ from typing import Any
 
 import numpy as np
 
-from .config import Key, check_tables, read_toml
+from .config import Key, check_tables, read_toml, resolve_path
 from .errors import InputError
 
 KINDS = ("cu", "diamond", "cu_diamond", "cu_n_diamond", "cu_cun_diamond")
@@ -143,13 +143,13 @@ class SampleConfig:
 
     @property
     def output_dir(self) -> Path:
-        return _resolve(self.base_dir, self.data["run"]["output_dir"]).resolve()
+        return resolve_path(self.base_dir, self.data["run"]["output_dir"]).resolve()
 
     def model_spec(self, spec: str) -> str:
         """'emt', or what :mod:`hpc_itc.mlip` takes (paths made absolute)."""
         if spec.strip().lower() == EMT_NAME:
             return EMT_NAME
-        candidate = _resolve(self.base_dir, spec)
+        candidate = resolve_path(self.base_dir, spec)
         return str(candidate.resolve()) if candidate.exists() else spec
 
     def lattice_constant(self, material: str) -> float:
@@ -161,11 +161,6 @@ class SampleConfig:
     def needs_mlip(self) -> bool:
         return ("sample" in self.data["run"]["steps"]
                 and (self.data["md"]["trajectories"] > 0 or self.data["structures"]["prerelax_steps"] > 0))
-
-
-def _resolve(base: Path, value: str) -> Path:
-    p = Path(value).expanduser()
-    return p if p.is_absolute() else base / p
 
 
 # ----------------------------------------------------------------------------- input
@@ -238,7 +233,7 @@ def _cross_checks(data: dict[str, dict[str, Any]], base: Path) -> None:
     for i, model in enumerate(models):
         key = "mlip.model" if i == 0 else "select.models"
         looks_like_path = model.endswith((".model", ".pt", ".pth")) or "/" in model or "\\" in model
-        if looks_like_path and not _resolve(base, model).is_file():
+        if looks_like_path and not resolve_path(base, model).is_file():
             raise InputError(key, f"model file '{model}' not found (relative paths are relative to the input file's folder); allowed: 'default', 'emt', an existing MACE model file or a foundation-model name")
 
 

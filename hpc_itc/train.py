@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .config import Key, check_tables, read_toml
+from .config import Key, check_tables, read_toml, resolve_path
 from .errors import InputError
 
 # the seed paper's fine-tuning recipe (its authors' mace_run_train settings)
@@ -90,16 +90,11 @@ def load(path: str) -> tuple[dict[str, dict[str, Any]], Path]:
     base = p.resolve().parent
     t = data["train"]
     for key in ("train_file", "valid_file", "test_file", "foundation_model", "pt_train_file"):
-        if t[key] and not _resolve(base, t[key]).is_file():
+        if t[key] and not resolve_path(base, t[key]).is_file():
             raise InputError(f"train.{key}", f"file '{t[key]}' not found (relative paths are relative to the input file's folder)")
     if t["multihead_replay"] and not (t["foundation_model"] and t["pt_train_file"]):
         raise InputError("train.multihead_replay", "needs train.foundation_model and train.pt_train_file")
     return data, base
-
-
-def _resolve(base: Path, value: str) -> Path:
-    q = Path(value).expanduser()
-    return q if q.is_absolute() else base / q
 
 
 def recipe(data: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -118,9 +113,9 @@ def command(data: dict[str, dict[str, Any]], base: Path) -> list[str]:
     """The mace_run_train argument list."""
     t = data["train"]
     r = recipe(data)
-    work = _resolve(base, t["work_dir"])
+    work = resolve_path(base, t["work_dir"])
     args = ["mace_run_train", "--name", t["name"], "--seed", str(t["seed"]), "--work_dir", str(work),
-            "--train_file", str(_resolve(base, t["train_file"])), "--device", t["device"],
+            "--train_file", str(resolve_path(base, t["train_file"])), "--device", t["device"],
             "--energy_key", t["energy_key"], "--forces_key", t["forces_key"], "--stress_key", t["stress_key"],
             "--loss", r["loss"], "--energy_weight", str(r["energy_weight"]), "--forces_weight", str(r["forces_weight"]),
             "--stress_weight", str(r["stress_weight"]), "--E0s", str(r["E0s"]), "--lr", str(r["lr"]),
@@ -129,15 +124,15 @@ def command(data: dict[str, dict[str, Any]], base: Path) -> list[str]:
     if r["amsgrad"]:
         args.append("--amsgrad")
     if t["valid_file"]:
-        args += ["--valid_file", str(_resolve(base, t["valid_file"]))]
+        args += ["--valid_file", str(resolve_path(base, t["valid_file"]))]
     else:
         args += ["--valid_fraction", str(r["valid_fraction"])]
     if t["test_file"]:
-        args += ["--test_file", str(_resolve(base, t["test_file"]))]
+        args += ["--test_file", str(resolve_path(base, t["test_file"]))]
     if t["foundation_model"]:
-        args += ["--foundation_model", str(_resolve(base, t["foundation_model"]))]
+        args += ["--foundation_model", str(resolve_path(base, t["foundation_model"]))]
         if t["multihead_replay"]:
-            args += ["--multiheads_finetuning", "True", "--pt_train_file", str(_resolve(base, t["pt_train_file"]))]
+            args += ["--multiheads_finetuning", "True", "--pt_train_file", str(resolve_path(base, t["pt_train_file"]))]
         else:
             args += ["--multiheads_finetuning", "False"]
     else:
@@ -159,12 +154,12 @@ def main_train(path: str, dry_run: bool = False) -> int:
     env = dict(os.environ, TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD="1")
     proc = subprocess.run(args, env=env)
     if proc.returncode != 0:
-        print(f"error: mace_run_train exited with status {proc.returncode}; see the log in {_resolve(base, data['train']['work_dir'])}/logs", file=sys.stderr)
+        print(f"error: mace_run_train exited with status {proc.returncode}; see the log in {resolve_path(base, data['train']['work_dir'])}/logs", file=sys.stderr)
         return 1
     t = data["train"]
-    model = _resolve(base, t["work_dir"]) / f"{t['name']}.model"
+    model = resolve_path(base, t["work_dir"]) / f"{t['name']}.model"
     if t["model_out"]:
-        out = _resolve(base, t["model_out"])
+        out = resolve_path(base, t["model_out"])
         out.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(model, out)
         model = out

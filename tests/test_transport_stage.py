@@ -104,11 +104,11 @@ def emt_cu(emt_cu_phonopy):
 
 def test_left_lead_device_model_reaches_the_radiation_limit(tmp_path, monkeypatch, emt_cu):
     """Cu | Cu with the device built from the left lead's bulk IFCs: T = 1, h = radiation limit."""
-    from hpc_itc import pipeline
+    from hpc_itc import force_constants
 
     het = SimpleNamespace(inplane_repeat=(1, 1))
     # the slab force constants are deliberately wrong: device_model = "left_lead" must not use them
-    monkeypatch.setattr(pipeline, "load_force_constants",
+    monkeypatch.setattr(force_constants, "load_force_constants",
                         lambda ctx: (het, {"left_lead": emt_cu, "right_lead": emt_cu, "device": None}))
     cu_cu = {"left_material": "cu", "right_material": "cu", "n_cells_left": 3, "n_cells_right": 3}
     with run_stage(tmp_path, {"q_mesh": [4, 4, 4], "device_model": "left_lead", "path_points": 0, "caroli_samples": 3},

@@ -119,7 +119,7 @@ def load_system(ctx) -> InterfaceSystem:
     """The finalized system: leads from the bulk IFCs, device from the slab (or, for
     ``transport.device_model = "left_lead"``, principal layers of the left lead's bulk)."""
     from ..errors import InputError
-    from ..pipeline import load_force_constants
+    from ..force_constants import load_force_constants
 
     het, ifcs = load_force_constants(ctx)
     cutoff = ctx.cfg["force_constants"]["cutoff_A"]
