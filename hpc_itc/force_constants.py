@@ -475,8 +475,10 @@ def stage_force_constants(ctx) -> None:
             _log.info("device route 'interface': %d of %d device displacements (atoms within %.2f Å of the interface plane: %d of %d)",
                       dev.n_force_evaluations, dev.n_displacements, dev.radius_A, int(dev.zone.sum()), len(dev.zone))
     progress = logmod.Progress(_log, "force evaluations (rank 0 share)", 0, ctx.cfg["run"]["progress_seconds"])
-    ok, message, evaluated = True, "", 0
-    try:
+    evaluated = 0
+
+    def my_tasks() -> None:
+        nonlocal evaluated
         mine = [todo[k] for k in my_share(range(len(todo)), ctx.comm)]
         progress.total = len(mine)
         step = opts["batch_size"]
@@ -490,13 +492,8 @@ def stage_force_constants(ctx) -> None:
                 evaluated += 1
                 _log.debug("evaluated %s displacement %d", plan.name, task)
             progress.update(len(chunk))
-    except InputError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - reported collectively so no rank hangs
-        if ctx.comm.size == 1:
-            raise
-        ok, message = False, f"{type(exc).__name__}: {exc}"
-    ctx.check_all(ok, message)
+
+    ctx.run_share(my_tasks)
     evaluated_all = ctx.comm.allreduce(evaluated)
     if ctx.is_root:
         _log.info("force constants: %d force evaluations in this run, %d taken from checkpoints", evaluated_all, total - len(todo))

@@ -99,18 +99,14 @@ def stage_ldos(ctx) -> None:
         _log.info("ldos: mesh %s of both leads, %d blocks, %d to do", mesh, len(tasks), len(todo))
     mine = [todo[k] for k in my_share(range(len(todo)), ctx.comm)]
     progress = logmod.Progress(_log, "ldos blocks (rank 0 share)", len(mine), cfg["run"]["progress_seconds"])
-    ok, message = True, ""
-    try:
+    def my_tasks() -> None:
         for direction, block, cols in mine:
             parts = [scattering_amplitudes(system, direction, mesh, i, j) for i, j in cols]
             ctx.results.save_task(STAGE, direction, block, frequency=np.concatenate([p["frequency"] for p in parts]),
                                   weight=np.concatenate([p["weight"] for p in parts]))
             progress.update()
-    except Exception as exc:  # noqa: BLE001 - reported collectively so no rank hangs
-        if ctx.comm.size == 1:
-            raise
-        ok, message = False, f"{type(exc).__name__}: {exc}"
-    ctx.check_all(ok, message)
+
+    ctx.run_share(my_tasks)
     ctx.on_root(lambda: _write(ctx, tasks, timer))
 
 

@@ -82,6 +82,21 @@ class Context:
         """Checkpointed task ids per part, as rank 0 sees them (every rank must deal from the same list)."""
         return self.on_root(lambda: {p: self.results.finished_tasks(stage, p) for p in parts})
 
+    def run_share(self, work: Callable[[], None]) -> None:
+        """Run this rank's share of a distributed stage; a failure on any rank fails every rank.
+
+        Collective: each rank reports success or its error message, so no rank waits
+        forever in a later collective for a rank that died in Python.
+        """
+        ok, message = True, ""
+        try:
+            work()
+        except Exception as exc:  # noqa: BLE001 - re-raised below on every rank
+            if self.comm.size == 1:
+                raise
+            ok, message = False, f"{type(exc).__name__}: {exc}"
+        self.check_all(ok, message)
+
     def check_all(self, ok: bool, message: str = "") -> None:
         """Collective: raise on every rank if any rank reports a failure."""
         reports = self.comm.allgather((ok, message))

@@ -246,20 +246,18 @@ def stage_transport(ctx) -> None:
                   len(system.partition) - 1, system.left.n_dof, system.right.n_dof, st["solver"])
     mine = [todo[k] for k in my_share(range(len(todo)), ctx.comm)]
     progress = logmod.Progress(_log, "transport tasks (rank 0 share)", len(mine), ctx.cfg["run"]["progress_seconds"])
-    ok, message = True, ""
     # the block solves (and lead modes) are small matrices: threaded BLAS only adds overhead, and on
     # top of one rank per core it oversubscribes; the dense solver may use the cores a rank has
     blas_threads = 1 if st["solver"] == "rgf" else max(1, (os.cpu_count() or 1) // (ranks_on_node() if ctx.comm.size > 1 else 1))
-    try:
+
+    def my_tasks() -> None:
         with threadpool_limits(limits=blas_threads):
             for task in mine:
                 ctx.results.save_task(STAGE, task.part, task.task_id, **run_task(system, task, st, reds))
                 progress.update()
-    except Exception as exc:  # noqa: BLE001 - reported collectively so no rank hangs
-        if ctx.comm.size == 1:
-            raise
-        ok, message = False, f"{type(exc).__name__}: {exc}"
-    ctx.check_all(ok, message)
+
+    ctx.run_share(my_tasks)
+
     def write_all():
         with threadpool_limits(limits=blas_threads):
             _write(ctx, system, tasks, symmetry, reds, st, timer)
