@@ -17,6 +17,7 @@ Exit status: 0 success, 2 bad input (one line on stderr naming the key), 1 failu
 from __future__ import annotations
 
 import argparse
+import importlib
 import signal
 import sys
 import time
@@ -25,6 +26,14 @@ import warnings
 from . import __version__
 from .errors import InputError
 
+STAGE_FUNCTIONS = {
+    "structure": (".pipeline", "stage_structure"),
+    "relax": (".pipeline", "stage_relax"),
+    "force_constants": (".force_constants", "stage_force_constants"),
+    "transport": (".transport.stage", "stage_transport"),
+    "ldos": (".ldos", "stage_ldos"),
+    "cohp": (".cohp", "stage_cohp"),
+}
 SUBCOMMANDS = ("run", "validate", "inspect", "export", "export-phonopy", "plot", "cohp-inputs", "evaluate", "check-model", "train", "sample", "collect-vasp", "schema", "sweep-point", "sweep-collect", "sweep-size")
 
 
@@ -203,8 +212,7 @@ def _run(path: str) -> int:
     from . import config
     from . import log as logmod
     from .parallel import world
-    from .force_constants import stage_force_constants
-    from .pipeline import Context, model_fingerprint, stage_relax, stage_structure
+    from .pipeline import Context, model_fingerprint
     from .results import ResultsFile
 
     comm = world()
@@ -218,21 +226,6 @@ def _run(path: str) -> int:
     logmod.setup(comm.rank, cfg["run"]["log_level"])
     log = logmod.get("run")
     ctx = Context(cfg=cfg, results=ResultsFile(cfg.output_path), comm=comm)
-    def stage_transport(ctx_: Context) -> None:
-        from .transport.stage import stage_transport as run_transport
-
-        run_transport(ctx_)
-
-    def stage_ldos(ctx_: Context) -> None:
-        from .ldos import stage_ldos as run_ldos
-
-        run_ldos(ctx_)
-
-    def stage_cohp(ctx_: Context) -> None:
-        from .cohp import stage_cohp as run_cohp
-
-        run_cohp(ctx_)
-
     def is_done(name: str) -> bool:
         if name == "cohp":  # lobster_dir is not hashed: redo when it (or its thresholds) changed
             from .cohp import stage_is_current
@@ -240,8 +233,10 @@ def _run(path: str) -> int:
             return stage_is_current(ctx)
         return ctx.results.is_complete(name)
 
-    stages = {"structure": stage_structure, "relax": stage_relax, "force_constants": stage_force_constants,
-              "transport": stage_transport, "ldos": stage_ldos, "cohp": stage_cohp}
+    def stage(name: str):
+        """The stage function, imported only when the stage runs (transport, ldos, cohp pull in more)."""
+        module, function = STAGE_FUNCTIONS[name]
+        return getattr(importlib.import_module(module, __package__), function)
     t0 = time.monotonic()
     try:
         def prepare() -> str:
@@ -267,7 +262,7 @@ def _run(path: str) -> int:
                 raise InputError("run.stages", f"stage '{name}' needs {', '.join(missing)} first; add them to run.stages")
             if comm.rank == 0:
                 log.info("stage %s: starting", name)
-            stages[name](ctx)
+            stage(name)(ctx)
             comm.barrier()
         if comm.rank == 0:
             log.info("done in %.1f s; summary: python -m hpc_itc inspect %s", time.monotonic() - t0, cfg.output_path)

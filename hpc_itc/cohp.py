@@ -729,6 +729,6 @@ def stage_cohp(ctx) -> None:
         _log.info("cohp: %d interface bonds (Cu %s diamond), mean -ICOHP %.4f eV; %s", result.n_bonds, result.layers.cu_side,
                   result.minus_icohp_mean_eV,
                   ", ".join(f"{k} {t.count} x {t.minus_icohp_mean_eV:.4f} eV" for k, t in result.per_type.items()))
-        ctx.results.write_stage("cohp", lambda g: write_cohp_group(g, result), timer.seconds)
+        ctx.results.write_stage("cohp", lambda g: write_cohp_group(g, result), timer)
 
     ctx.on_root(work)

@@ -574,7 +574,7 @@ def _write_stage(ctx, het, plans: list[PartPlan], opts: dict, timer: StageTimer)
         g.attrs["symprec"] = ctx.cfg["force_constants"]["symprec"]
         g.attrs["device_route"] = opts["device_route"]
 
-    ctx.results.write_stage(STAGE, write, timer.seconds)  # wall time includes the solve and the phonons above
+    ctx.results.write_stage(STAGE, write, timer)
     out = ctx.results.path
     try:
         png = plot_phonons(phonons, out.with_name(out.stem + "_phonons.png"))

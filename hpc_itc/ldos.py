@@ -152,4 +152,4 @@ def _write(ctx, tasks, timer) -> None:
         g.attrs["broadening_THz"] = sigma
         g.attrs["q_mesh"] = list(mesh)
 
-    ctx.results.write_stage(STAGE, write, timer.seconds)
+    ctx.results.write_stage(STAGE, write, timer)

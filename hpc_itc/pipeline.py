@@ -164,7 +164,7 @@ def stage_structure(ctx: Context) -> None:
         het = build(spec, left, right)
         _log.info("structure: %d atoms (%d in the device), N sites %s, strain on the %s side %.3f%%",
                   len(het.atoms), len(het.device_indices), list(het.n_sites), spec.strained_side, 100 * strain["inplane_strain"])
-        ctx.results.write_stage("structure", lambda g: write_heterostructure(g, het, strain), timer.seconds)
+        ctx.results.write_stage("structure", lambda g: write_heterostructure(g, het, strain), timer)
 
     ctx.on_root(work)
 
@@ -203,7 +203,7 @@ def stage_relax(ctx: Context) -> None:
             g.attrs["lattice_constant_left_A"] = res.lattice_constants_A["left"]
             g.attrs["lattice_constant_right_A"] = res.lattice_constants_A["right"]
 
-        ctx.results.write_stage("relax", write, timer.seconds)
+        ctx.results.write_stage("relax", write, timer)
 
     ctx.on_root(work)
 

@@ -88,8 +88,12 @@ class ResultsFile:
         return stage in self.stages_complete()
 
     # ---- writing ---------------------------------------------------------------
-    def write_stage(self, stage: str, writer: Callable[[h5py.Group], None], wall_seconds: float) -> None:
-        """Replace group ``stage`` with what ``writer`` puts in it, atomically."""
+    def write_stage(self, stage: str, writer: Callable[[h5py.Group], None], wall_seconds: "float | StageTimer") -> None:
+        """Replace group ``stage`` with what ``writer`` puts in it, atomically.
+
+        ``wall_seconds`` may be the stage's StageTimer: it is then read after the writer ran,
+        so work done while writing (sums, phonons) counts towards the stage's wall time.
+        """
         tmp = self._tmp_path()
         shutil.copyfile(self.path, tmp)
         with h5py.File(tmp, "a") as f:
@@ -97,7 +101,8 @@ class ResultsFile:
                 del f[stage]
             group = f.create_group(stage)
             writer(group)
-            group.attrs["wall_seconds"] = float(wall_seconds)
+            seconds = wall_seconds.seconds if isinstance(wall_seconds, StageTimer) else wall_seconds
+            group.attrs["wall_seconds"] = float(seconds)
             group.attrs["finished"] = _now()
             group.attrs["complete"] = True
             f.flush()

@@ -572,15 +572,12 @@ def test_band_crossing_degeneracy_in_rotated_basis(seed):
     assert abs(s0.transmission_from_left()[0].sum() - t_l.sum()) < 1e-10
 
 
-@pytest.mark.parametrize("theta", [0.7, 2.0])
-def test_complex_hermitian_blocks_transverse_wavevector(theta):
-    """Ladder periodic along x with a transverse Bloch phase: complex Hermitian blocks,
-    no time-reversal pairing of channels; unitarity, Caroli and the equality of the
-    total transmissions in both directions must still hold."""
+def transverse_ladder(theta=0.9, n_device=9):
+    """Two-leg ladder periodic along x with a transverse Bloch phase theta: complex Hermitian blocks."""
     rng = np.random.default_rng(4)
     cell_l = [((c, 0, z), 1.0 + 0.3 * c) for z in range(3) for c in range(2)]
     cell_r = [((c, 0, z), 0.7) for z in range(3) for c in range(2)]
-    device = [((c, 0, z), float(rng.uniform(0.5, 1.5))) for z in range(5) for c in range(2)]
+    device = [((c, 0, z), float(rng.uniform(0.5, 1.5))) for z in range(n_device) for c in range(2)]
 
     def law(k1, k2, kx):
         def f(d, a, b):
@@ -591,7 +588,15 @@ def test_complex_hermitian_blocks_transverse_wavevector(theta):
         return f
 
     spring = make_spring(law(1.0, 0.4, 0.5), law(1.5, 0.2, 0.8), random_law(9, 0.3, 1.5), cutoff=2.0)
-    jn = build_junction(cell_l, 3.0, cell_r, 3.0, device, 5.0, spring, transverse=(2.0, theta))
+    return build_junction(cell_l, 3.0, cell_r, 3.0, device, float(n_device), spring, transverse=(2.0, theta))
+
+
+@pytest.mark.parametrize("theta", [0.7, 2.0])
+def test_complex_hermitian_blocks_transverse_wavevector(theta):
+    """Ladder periodic along x with a transverse Bloch phase: complex Hermitian blocks,
+    no time-reversal pairing of channels; unitarity, Caroli and the equality of the
+    total transmissions in both directions must still hold."""
+    jn = transverse_ladder(theta, n_device=5)
     assert np.abs(jn.left.h01.imag).max() > 0 or np.abs(jn.left.h00.imag).max() > 0
     n_channels = []
     for omega in (0.6, 1.3, 1.6, 2.0):

@@ -20,6 +20,7 @@ from test_transport_core import (
     random_law,
     second_neighbour_law,
     t_spring_junction,
+    transverse_ladder,
     wire_junction,
 )
 
@@ -32,24 +33,6 @@ def chain_with_random_device(seed=5, n_device=14):
     device = [((0, 0, z), float(rng.uniform(0.5, 2.0))) for z in range(n_device)]
     spring = make_spring(second_neighbour_law(1.0, 0.6), second_neighbour_law(1.4, 0.3), random_law(seed), cutoff=2.0)
     return build_junction(chain_cell(3, 1.0), 3.0, chain_cell(3, 0.8), 3.0, device, float(n_device), spring)
-
-
-def transverse_ladder(theta=0.9):
-    rng = np.random.default_rng(4)
-    cell_l = [((c, 0, z), 1.0 + 0.3 * c) for z in range(3) for c in range(2)]
-    cell_r = [((c, 0, z), 0.7) for z in range(3) for c in range(2)]
-    device = [((c, 0, z), float(rng.uniform(0.5, 1.5))) for z in range(9) for c in range(2)]
-
-    def law(k1, k2, kx):
-        def f(d, a, b):
-            if abs(d - 1) < 1e-9:
-                return k1 if a["pos"][0] == b["pos"][0] else kx
-            return k2 if abs(d - 2) < 1e-9 and a["pos"][0] == b["pos"][0] else 0.0
-
-        return f
-
-    spring = make_spring(law(1.0, 0.4, 0.5), law(1.5, 0.2, 0.8), random_law(9, 0.3, 1.5), cutoff=2.0)
-    return build_junction(cell_l, 3.0, cell_r, 3.0, device, 9.0, spring, transverse=(2.0, theta))
 
 
 CASES = {

@@ -414,7 +414,7 @@ def _write(ctx, system: InterfaceSystem, tasks, symmetry: InplaneSymmetry, reds,
                 grp.attrs["n_modes"] = n_modes
                 _log.info("sweep %s %s: h = %s MW/(m^2 K)", mesh_name(m), direction, np.round(h, 3).tolist())
 
-    ctx.results.write_stage(STAGE, write, timer.seconds)
+    ctx.results.write_stage(STAGE, write, timer)
 
 
 def _write_path(sub, system: InterfaceSystem, direction: str, d: dict, st: dict) -> None:
