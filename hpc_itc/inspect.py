@@ -86,6 +86,9 @@ def summary(path: str | Path) -> dict[str, Any]:
             if "rectification_percent" in g:
                 out["rectification_percent"] = dict(zip(temps, map(float, g["rectification_percent"][()])))
             out["q_mesh"] = [int(x) for x in g["q_mesh"][()]]
+            if "q_mesh_input" in g:  # files before qz_refine: q_mesh was sampled as given
+                out["q_mesh_input"] = [int(x) for x in g["q_mesh_input"][()]]
+                out["qz_refine"] = int(g.attrs["qz_refine"])
         if "ldos" in complete:
             g = f["ldos"]
             out["overlap_factor_per_THz"] = float(g.attrs["overlap_factor"])
@@ -143,7 +146,8 @@ def _human(s: dict[str, Any], path: str) -> str:
                      ", ".join(f"{k} {v['n_force_evaluations']}" for k, v in s["force_constants"].items()) + ")")
     if "itc_MW_m2K" in s:
         caroli = f", Caroli check {s['caroli_max_abs_diff']:.1e}" if "caroli_max_abs_diff" in s else ""
-        lines.append(f"transport: q mesh {s['q_mesh']}, max |T+R-1| = {s['max_abs_T_plus_R_minus_1']:.2e}{caroli}")
+        refine = f" (q_mesh {s['q_mesh_input']}, q_z refined x{s['qz_refine']})" if "qz_refine" in s else ""
+        lines.append(f"transport: incident modes on {'x'.join(map(str, s['q_mesh']))}{refine}, max |T+R-1| = {s['max_abs_T_plus_R_minus_1']:.2e}{caroli}")
         for direction, values in s["itc_MW_m2K"].items():
             lines.append(f"  h {direction:14s} " + "  ".join(f"{t} K: {h:8.3f}" for t, h in values.items()) + "  MW/(m^2 K)")
         for lead, values in s["radiation_limit_MW_m2K"].items():

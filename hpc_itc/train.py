@@ -53,7 +53,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "energy_key": Key("str", "REF_energy", "Energy label key (eV)."),
         "forces_key": Key("str", "REF_forces", "Forces label key (eV/Å)."),
         "stress_key": Key("str", "REF_stress", "Stress label key (eV/Å^3)."),
-        "extra_args": Key("str_list", [], "More mace_run_train arguments, passed as given (e.g. [\"--patience\", \"20\"]).", min_length=0),
+        "extra_args": Key("str_list", [], "More mace_run_train arguments, passed as given (e.g. [\"--patience\", \"20\"]).", min_length=0, unique=False),
     },
     "recipe": {
         "loss": Key("str", "", "Loss; default: 'universal' when fine-tuning (paper), 'stress' from scratch."),

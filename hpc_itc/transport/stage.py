@@ -48,6 +48,7 @@ from .solve import (  # noqa: F401  (re-exported: the ldos stage and the tests u
     solve_column,
 )
 from .symmetry import IFC_TOL, InplaneSymmetry, MeshReduction, find_inplane_symmetry, reduce_mesh
+from .sampling import auto_qz_refine, refined_mesh
 from .system import InterfaceSystem, build_system, homogeneous_system
 
 STAGE = "transport"
@@ -102,6 +103,7 @@ def settings(cfg) -> dict:
         "caroli_samples": int(t.get("caroli_samples", 20)),
         "device_model": str(t.get("device_model", "slab")),
         "q_mesh_sweep": parse_meshes(t.get("q_mesh_sweep", [])),
+        "qz_refine": int(t.get("qz_refine", 1)),
     }
     if s["solver"] not in SOLVERS:
         raise InputError("transport.solver", f"got {s['solver']!r}; allowed: one of {', '.join(map(repr, SOLVERS))}")
@@ -138,6 +140,27 @@ def load_system(ctx) -> InterfaceSystem:
     slab, _ = ifcs["device"].truncated(cutoff)
     device = slab.subset(het.device_indices)
     return build_system(left, right, device, het.inplane_repeat, (s["n_cells_left"], s["n_cells_right"]))
+
+
+def refine_meshes(system: InterfaceSystem, st: dict) -> dict:
+    """``st`` with q_mesh and q_mesh_sweep replaced by the meshes actually sampled (q_z refined, see
+    :mod:`.sampling`); the meshes as given are kept in ``q_mesh_input`` / ``q_mesh_sweep_input``."""
+    def factor(mesh) -> int:
+        if st["qz_refine"] > 0:
+            return st["qz_refine"]
+        return auto_qz_refine(system.primitive("left"), system.primitive("right"), mesh[2])
+
+    out = dict(st, q_mesh_input=st["q_mesh"], q_mesh_sweep_input=list(st["q_mesh_sweep"]), qz_refine_used={})
+    refined = []
+    for mesh in [st["q_mesh"]] + st["q_mesh_sweep"]:
+        m = factor(mesh)
+        eff = refined_mesh(mesh, m)
+        out["qz_refine_used"][eff] = m
+        out.setdefault("input_of", {}).setdefault(eff, tuple(mesh))
+        refined.append(eff)
+    out["q_mesh"] = refined[0]
+    out["q_mesh_sweep"] = list(dict.fromkeys(refined[1:]))
+    return out
 
 
 # ---- tasks --------------------------------------------------------------------------------------
@@ -230,6 +253,7 @@ def stage_transport(ctx) -> None:
 
     with threadpool_limits(limits=1):
         symmetry = ctx.on_root(symmetry_of_system)
+        st = ctx.on_root(lambda: refine_meshes(system, st))
     meshes = [st["q_mesh"]] + st["q_mesh_sweep"]
     reds = reductions(system, symmetry, meshes, st["directions"])
     tasks = plan(system, st, reds)
@@ -238,6 +262,9 @@ def stage_transport(ctx) -> None:
     todo = [t for t in tasks if t.task_id not in done[t.part]]
     if ctx.is_root:
         main = reds[(st["q_mesh"], st["directions"][0])] if st["directions"] else None
+        _log.info("transport: q_mesh %s with q_z refined x%d (transport.qz_refine%s): incident modes on %s",
+                  st["q_mesh_input"], st["qz_refine_used"][st["q_mesh"]], " = 0, automatic" if st["qz_refine"] == 0 else "",
+                  "x".join(map(str, st["q_mesh"])))
         _log.info("transport: mesh %s, %d in-plane columns per direction, %s irreducible under %d in-plane operations "
                   "(largest force-constant mismatch %.1e, %d candidates rejected); %d tasks, %d to do; device %d dof in %d blocks, "
                   "principal layers %d/%d dof; solver %s",
@@ -384,7 +411,10 @@ def _write(ctx, system: InterfaceSystem, tasks, symmetry: InplaneSymmetry, reds,
         write_array(g, "temperatures", temps, "K")
         write_array(g, "frequency_bin_edges", edges, "THz")
         write_array(g, "frequency_grid", edges[1:], "THz")
-        write_array(g, "q_mesh", np.array(mesh))
+        write_array(g, "q_mesh", np.array(mesh), doc="mesh of the incident modes: transport.q_mesh with N3 times qz_refine")
+        write_array(g, "q_mesh_input", np.array(st.get("q_mesh_input", mesh)), doc="transport.q_mesh as given")
+        g.attrs["qz_refine"] = int(st.get("qz_refine_used", {}).get(mesh, 1))
+        g.attrs["qz_refine_requested"] = int(st.get("qz_refine", 1))
         write_array(g, "symmetry_rotations", symmetry.rotations,
                     doc="Cartesian in-plane point operations shared by device and leads, used to reduce the k_par mesh")
         g.attrs["symmetry_max_ifc_violation"] = symmetry.max_ifc_violation
@@ -405,9 +435,10 @@ def _write(ctx, system: InterfaceSystem, tasks, symmetry: InplaneSymmetry, reds,
             sw = g.create_group("sweep")
             sw.attrs["doc"] = "h(T) of the same system on other q meshes (convergence check); temperatures as /transport/temperatures"
             for (m, direction), (h, h_rad, n_modes) in sweep.items():
-                mg = sw.require_group(mesh_name(m))
+                mg = sw.require_group(mesh_name(st.get("input_of", {}).get(m, m)))
                 if "q_mesh" not in mg:
-                    write_array(mg, "q_mesh", np.array(m))
+                    write_array(mg, "q_mesh", np.array(m), doc="mesh of the incident modes (q_z refined)")
+                    mg.attrs["qz_refine"] = int(st.get("qz_refine_used", {}).get(m, 1))
                 grp = mg.create_group(direction)
                 write_array(grp, "itc", h, "MW/(m^2 K)")
                 write_array(grp, "radiation_limit", h_rad, "MW/(m^2 K)")
