@@ -498,11 +498,22 @@ def stage_force_constants(ctx) -> None:
     if ctx.is_root:
         _log.info("force constants: %d force evaluations in this run, %d taken from checkpoints", evaluated_all, total - len(todo))
 
-    ctx.on_root(lambda: _write_stage(ctx, het, plans, opts, timer))
+    ctx.write_stage(STAGE, lambda: _stage_writer(ctx, het, plans, opts), timer)
 
 
-def _write_stage(ctx, het, plans: list[PartPlan], opts: dict, timer: StageTimer) -> None:
-    """Rank 0: force constants from the checkpoints, lead phonons, then one atomic write of the stage."""
+def _force_rows(ctx, plan: PartPlan, forces: np.ndarray) -> list:
+    """Rows of the ``forces`` table: the checkpoint of each evaluated displacement (read by the rank that
+    writes it under MPI-IO), rank 0's bulk-lead forces for the others (interface route)."""
+    from .h5io import MemoryRows
+
+    computed = set(plan.task_ids)
+    return [ctx.results.checkpoint_rows(STAGE, plan.name, k, "forces", one_row=True) if k in computed else MemoryRows(forces[k : k + 1])
+            for k in range(plan.n_displacements)]
+
+
+def _stage_writer(ctx, het, plans: list[PartPlan], opts: dict):
+    """Rank 0: force constants from the checkpoints, lead phonons; returns the stage's writer."""
+    from .h5io import write_rows
     from .phonons import lead_phonons, plot_phonons, write_phonons
 
     cutoff = ctx.cfg["force_constants"]["cutoff_A"]
@@ -557,8 +568,8 @@ def _write_stage(ctx, het, plans: list[PartPlan], opts: dict, timer: StageTimer)
             write_array(sub, "supercell_matrix", np.diag(plan.supercell))
             write_array(sub, "displacements", np.array([d[1:4] for d in plan.phonon.displacements], float), "Å")
             write_array(sub, "displaced_atoms", np.array([int(d[0]) for d in plan.phonon.displacements]))
-            write_array(sub, "forces", forces, "eV/Å",
-                        doc="MLIP forces where 'computed' is true, bulk-lead forces elsewhere (interface route)")
+            write_rows(sub, "forces", _force_rows(ctx, plan, forces), "eV/Å",
+                       doc="MLIP forces where 'computed' is true, bulk-lead forces elsewhere (interface route)")
             write_array(sub, "computed", np.isin(np.arange(plan.n_displacements), plan.task_ids), doc="displacement evaluated with the MLIP")
             write_array(sub, "force_constants", fcs, "eV/Å^2", doc="phonopy compact format (unit-cell atom, supercell atom, 3, 3)")
             if "interface_zone" in extra:
@@ -574,7 +585,6 @@ def _write_stage(ctx, het, plans: list[PartPlan], opts: dict, timer: StageTimer)
         g.attrs["symprec"] = ctx.cfg["force_constants"]["symprec"]
         g.attrs["device_route"] = opts["device_route"]
 
-    ctx.results.write_stage(STAGE, write, timer)
     out = ctx.results.path
     try:
         png = plot_phonons(phonons, out.with_name(out.stem + "_phonons.png"))
@@ -582,6 +592,7 @@ def _write_stage(ctx, het, plans: list[PartPlan], opts: dict, timer: StageTimer)
             _log.info("lead phonon dispersions and DOS: %s", png)
     except Exception as exc:  # noqa: BLE001 - a plot never fails the stage
         _log.warning("phonon plot not written (%s: %s)", type(exc).__name__, exc)
+    return write
 
 
 def load_force_constants(ctx):

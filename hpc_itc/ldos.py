@@ -107,10 +107,15 @@ def stage_ldos(ctx) -> None:
             progress.update()
 
     ctx.run_share(my_tasks)
-    ctx.on_root(lambda: _write(ctx, tasks, timer))
+    ctx.write_stage(STAGE, lambda: _writer(ctx, tasks), timer)
 
 
-def _write(ctx, tasks, timer) -> None:
+def _writer(ctx, tasks):
+    """Rank 0: LDOS and overlap factor from the checkpoints; returns the stage's writer.
+
+    Everything stored here is derived (broadened on a frequency grid), so there is no per-row
+    table: under MPI-IO rank 0 writes these arrays and the ranks only share the metadata calls.
+    """
     from .pipeline import load_relaxed
 
     cfg = ctx.cfg["ldos"]
@@ -152,4 +157,4 @@ def _write(ctx, tasks, timer) -> None:
         g.attrs["broadening_THz"] = sigma
         g.attrs["q_mesh"] = list(mesh)
 
-    ctx.results.write_stage(STAGE, write, timer)
+    return write

@@ -20,7 +20,7 @@ from . import log as logmod
 from .config import RunConfig
 from .errors import InputError
 from .parallel import ranks_on_node
-from .results import ResultsFile, StageTimer, read_str_array, write_array
+from .results import ResultsFile, StageTimer, _now, read_str_array, write_array
 from .structure import Heterostructure, InterfaceSpec, LayerCell, build, elements_needed, lead_cells
 
 _log = logmod.get("pipeline")
@@ -37,6 +37,7 @@ class Context:
     comm: Any
     input_sha256: str = ""
     _calculator: Any = field(default=None, repr=False)
+    _writer_mode: str | None = field(default=None, repr=False)
 
     @property
     def is_root(self) -> bool:
@@ -96,6 +97,48 @@ class Context:
                 raise
             ok, message = False, f"{type(exc).__name__}: {exc}"
         self.check_all(ok, message)
+
+    def write_stage(self, stage: str, make_writer: Callable[[], Callable], timer: StageTimer | float) -> None:
+        """Collective: write stage group ``stage`` atomically; ``make_writer`` runs on rank 0 only.
+
+        ``make_writer()`` does rank 0's work (reading checkpoints, sums) and returns the writer,
+        a function filling the stage's h5py group (small arrays with ``write_array``, per-row tables
+        with :func:`hpc_itc.h5io.write_rows`).  With one rank, or h5py without MPI, rank 0 writes
+        the file alone; under MPI with a parallel h5py every rank writes its rows through MPI-IO
+        (:mod:`hpc_itc.h5io`).  Same layout and numbers either way; ``/<stage>`` attrs ``writer``.
+        """
+        from . import h5io
+
+        mode = self.writer_mode()
+        if mode == "root":
+            self.on_root(lambda: self.results.write_stage(stage, make_writer(), timer))
+            return
+        job = h5io.CollectiveStageWrite(self.results, self.comm, stage)
+        try:
+            job.skeleton = self.on_root(lambda: job.prepare(make_writer()))
+            self.run_share(job.load_share)  # each rank reads its share of the checkpoints; any failure fails all
+            job.layout()
+            seconds = self.comm.bcast(timer.seconds if isinstance(timer, StageTimer) else float(timer), root=0)
+            finished = self.comm.bcast(_now(), root=0)
+            # a failure inside the collective HDF5 calls is not caught here: the rank's error goes to the
+            # driver, which aborts the whole job (the others may wait in a collective that never completes)
+            job.write(seconds, finished)
+            self.comm.barrier()  # every rank has closed the file before it is renamed
+        except Exception:
+            if self.is_root:
+                job.discard()
+            raise
+        self.on_root(job.commit)
+
+    def writer_mode(self) -> str:
+        """"mpio" or "root" (:func:`hpc_itc.h5io.writer_mode`), logged once by rank 0."""
+        if self._writer_mode is None:
+            from . import h5io
+
+            self._writer_mode = h5io.writer_mode(self.comm)
+            if self.is_root:
+                _log.info("results writer: %s (%d rank(s), h5py with MPI: %s)", self._writer_mode, self.comm.size, h5io.h5py_has_mpi())
+        return self._writer_mode
 
     def check_all(self, ok: bool, message: str = "") -> None:
         """Collective: raise on every rank if any rank reports a failure."""

@@ -34,7 +34,8 @@ os.environ.setdefault("HDF5_USE_FILE_LOCKING", "FALSE")
 
 
 class ResultsFile:
-    """Access to one results file; all writes go through :meth:`write_stage` on rank 0."""
+    """Access to one results file; stage groups are written by :meth:`write_stage` (rank 0) or, under MPI,
+    by :meth:`hpc_itc.pipeline.Context.write_stage` (every rank, MPI-IO where h5py has it)."""
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
@@ -64,7 +65,7 @@ class ResultsFile:
                 )
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self._tmp_path()
+        tmp = self.tmp_path()
         with h5py.File(tmp, "w") as f:
             f.attrs["input_sha256"] = input_sha256
             f.attrs["input_toml"] = input_toml
@@ -89,28 +90,35 @@ class ResultsFile:
 
     # ---- writing ---------------------------------------------------------------
     def write_stage(self, stage: str, writer: Callable[[h5py.Group], None], wall_seconds: "float | StageTimer") -> None:
-        """Replace group ``stage`` with what ``writer`` puts in it, atomically.
+        """Replace group ``stage`` with what ``writer`` puts in it, atomically (one process: rank 0).
 
         ``wall_seconds`` may be the stage's StageTimer: it is then read after the writer ran,
         so work done while writing (sums, phonons) counts towards the stage's wall time.
+        The collective form for several ranks (MPI-IO) is :meth:`hpc_itc.pipeline.Context.write_stage`.
         """
-        tmp = self._tmp_path()
+        tmp = self.tmp_path()
         shutil.copyfile(self.path, tmp)
-        with h5py.File(tmp, "a") as f:
-            if stage in f:
-                del f[stage]
-            group = f.create_group(stage)
-            writer(group)
-            seconds = wall_seconds.seconds if isinstance(wall_seconds, StageTimer) else wall_seconds
-            group.attrs["wall_seconds"] = float(seconds)
-            group.attrs["finished"] = _now()
-            group.attrs["complete"] = True
-            f.flush()
-        _fsync(tmp)
+        try:
+            with h5py.File(tmp, "a") as f:
+                if stage in f:
+                    del f[stage]
+                group = f.create_group(stage)
+                writer(group)
+                seconds = wall_seconds.seconds if isinstance(wall_seconds, StageTimer) else wall_seconds
+                group.attrs["writer"] = "root"
+                group.attrs["wall_seconds"] = float(seconds)
+                group.attrs["finished"] = _now()
+                group.attrs["complete"] = True
+                f.flush()
+            _fsync(tmp)
+        except BaseException:
+            tmp.unlink(missing_ok=True)  # the file itself is untouched; leave no half-written copy behind
+            raise
         os.replace(tmp, self.path)
         self.clear_checkpoints(stage)
 
-    def _tmp_path(self) -> Path:
+    def tmp_path(self) -> Path:
+        """Where a stage is written before the rename (same folder: os.replace is atomic only within a file system)."""
         return self.path.with_name(f".{self.path.name}.tmp{os.getpid()}")
 
     # ---- checkpoints -----------------------------------------------------------
@@ -139,6 +147,13 @@ class ResultsFile:
             except (IndexError, ValueError):
                 continue
         return done
+
+    def checkpoint_rows(self, stage: str, part: str, task_id: int, key: str, one_row: bool = False,
+                        transform: Callable[[np.ndarray], np.ndarray] | None = None):
+        """Rows of a per-row table from one checkpoint (see :func:`hpc_itc.h5io.write_rows`)."""
+        from .h5io import CheckpointRows
+
+        return CheckpointRows(str(self.checkpoint_dir(stage, part) / f"task_{task_id:08d}.npz"), key, one_row, transform)
 
     def load_task(self, stage: str, part: str, task_id: int) -> dict[str, np.ndarray]:
         with np.load(self.checkpoint_dir(stage, part) / f"task_{task_id:08d}.npz") as data:
