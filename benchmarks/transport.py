@@ -159,6 +159,8 @@ def main(argv=None) -> int:
     ap.add_argument("--procs", type=int, default=2, help="worker processes for the full mesh")
     ap.add_argument("--dense-columns", type=int, default=None, help="mesh columns per direction timed with the dense path")
     ap.add_argument("--no-symmetry", action="store_true")
+    ap.add_argument("--qz-refine", type=int, default=0,
+                    help="transport.qz_refine: 0 automatic (production default), 1 the mesh as given")
     args = ap.parse_args(argv)
     mesh = tuple(args.mesh) if args.mesh else ((8, 8, 8) if args.quick else (20, 20, 20))
     n_dense = args.dense_columns or (3 if args.quick else 6)
@@ -173,8 +175,11 @@ def main(argv=None) -> int:
           f"{system.left.n_dof}/{system.right.n_dof} dof; cutoff {args.cutoff} Å; spring model built in {t_build:.1f} s")
     cfg = {"transport": {"q_mesh": list(mesh), "directions": ["left_to_right", "right_to_left"], "temperatures_K": [300.0],
                          "frequency_bin_THz": 0.25, "block_size": 4, "use_symmetry": not args.no_symmetry,
-                         "path_points": 0, "caroli_samples": 0}}
-    st = stage.settings(cfg)
+                         "path_points": 0, "caroli_samples": 0, "qz_refine": args.qz_refine}}
+    st = stage.refine_meshes(system, stage.settings(cfg))
+    mesh = st["q_mesh"]  # the mesh actually sampled: N3 times the q_z refinement
+    print(f"q mesh {st['q_mesh_input']} with q_z refined x{st['qz_refine_used'][mesh]}: incident modes on "
+          f"{mesh[0]}x{mesh[1]}x{mesh[2]}")
 
     wall, per_dir, h, symmetry, reds = full_mesh(system, st, args.procs)
     n_modes = {d: len(v["omega"]) for d, v in per_dir.items()}
@@ -209,6 +214,8 @@ def main(argv=None) -> int:
     per_mode_dense = dense_total / total_modes
     print(f"cpu seconds per incident mode: fast {per_mode_fast * 1e3:.3f} ms, dense {per_mode_dense * 1e3:.2f} ms "
           f"(x{per_mode_dense / per_mode_fast:.1f})")
+    h_lr, h_rl = h["left_to_right"][0][0], h["right_to_left"][0][0]
+    print(f"rectification at 300 K: {200 * abs(h_lr - h_rl) / (h_lr + h_rl):.2f} % ({h_lr:.2f} vs {h_rl:.2f} MW/(m^2 K))")
     speedup = (dense_total / args.procs) / wall
     print(f"speedup_vs_dense={speedup:.1f} seconds_full_mesh={wall:.2f}")
     return 0

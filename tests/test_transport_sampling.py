@@ -12,6 +12,7 @@ import pytest
 from hpc_itc.transport import stage
 from hpc_itc.transport.sampling import auto_qz_refine, band_maximum, refined_mesh, window_points
 from hpc_itc.transport.springs import spring_interface
+from hpc_itc.transport.solve import SOLVED_SHIFTED, solve_column
 from hpc_itc.transport.system import build_system
 
 from test_transport_stage import run_stage
@@ -68,3 +69,41 @@ def test_refinement_brings_the_two_directions_together(tmp_path, monkeypatch, cu
                                                               cu_diamond_springs.primitive("right"), 6) > 1
     assert rect[1] > 20.0  # the plain 6x6x6 mesh: a sampling artefact of tens of per cent
     assert rect[0] < 3.0
+
+
+def test_inplane_supercell_of_a_perfect_interface_changes_nothing(tmp_path, monkeypatch):
+    """Paper Fig. A1(b) as a known answer: the junction is 1x1-periodic, so a 2x1 in-plane supercell
+    (twice the atoms per layer, k_par folded) must give the same h in both directions."""
+    itc = {}
+    for repeat in ((1, 1), (2, 1)):
+        lp, rp, dev, _ = spring_interface(3, 3, 3.0, inplane_repeat=repeat)
+        system = build_system(lp, rp, dev, repeat, (3, 3))
+        monkeypatch.setattr(stage, "load_system", lambda ctx, s=system: s)
+        folder = tmp_path / f"{repeat[0]}x{repeat[1]}"
+        folder.mkdir()
+        with run_stage(folder, {"q_mesh": [4, 4, 4], "qz_refine": 8, "path_points": 0, "caroli_samples": 0},
+                       structure={"left_material": "cu", "right_material": "diamond", "n_cells_left": 3,
+                                  "n_cells_right": 3}) as f:
+            g = f["transport"]
+            assert g.attrs["max_abs_T_plus_R_minus_1"] < 1e-8
+            itc[repeat] = [g[d]["itc"][()] for d in ("left_to_right", "right_to_left")]
+    assert min(itc[(1, 1)][0][0], itc[(1, 1)][1][0]) > 1.0
+    np.testing.assert_allclose(itc[(2, 1)], itc[(1, 1)], rtol=1e-8)
+
+
+def test_folded_band_edge_at_the_incident_frequency_is_solved_nearby():
+    """2x2 in-plane supercell, Gamma column, q_z = b3/4: the incident mode shares lam = -1 with a
+    folded band at its edge (zero velocity) at exactly its frequency; it is solved at omega (1 + 1e-7)
+    and must give the transmittance of the unfolded 1x1 calculation of the same mode."""
+    by_repeat = {}
+    for repeat in ((1, 1), (2, 2)):
+        lp, rp, dev, _ = spring_interface(3, 3, 4.0, inplane_repeat=repeat)
+        system = build_system(lp, rp, dev, repeat, (3, 3))
+        res = solve_column(system, "left_to_right", (4, 4, 8), 0, 0)
+        assert np.abs(res["transmission"] + res["reflection"] - 1).max() < 1e-8
+        by_repeat[repeat] = res
+    folded, plain = by_repeat[(2, 2)], by_repeat[(1, 1)]
+    assert np.any(folded["solve_code"] == SOLVED_SHIFTED) and not np.any(plain["solve_code"] == SOLVED_SHIFTED)
+    key = {(tuple(m), b): t for m, b, t in zip(plain["mesh_index"], plain["band"], plain["transmission"])}
+    diffs = [abs(key[(tuple(m), b)] - t) for m, b, t in zip(folded["mesh_index"], folded["band"], folded["transmission"])]
+    assert len(diffs) == len(key) and max(diffs) < 1e-5

@@ -42,6 +42,7 @@ from .solve import (  # noqa: F401  (re-exported: the ldos stage and the tests u
     OMEGA_MIN_THZ,
     SOLVED_RGF,
     SOLVED_RGF_FALLBACK,
+    SOLVED_SHIFTED,
     caroli_difference,
     caroli_samples,
     path_transmission,
@@ -383,7 +384,8 @@ def _write(ctx, system: InterfaceSystem, tasks, symmetry: InplaneSymmetry, reds,
                         doc="true: T, R copied from the symmetry-equivalent mode of the irreducible column of its orbit")
             write_array(sub, "solve_code", d["solve_code"].astype(np.int8),
                         doc="0/1: no open channel in the transmitting lead (band bound / eigenvalues): T = 0, R = 1 exactly; "
-                            "2: block-tridiagonal solve; 3: dense solve; 4: block solve rejected by its residual check, dense used")
+                            "2: block-tridiagonal solve; 3: dense solve; 4: block solve rejected by its residual check, dense used; "
+                                "5: solved at omega (1 + 1e-7), a folded band has an edge at exactly this frequency")
             write_array(sub, "itc", h, "MW/(m^2 K)")
             write_array(sub, "radiation_limit", h_rad, "MW/(m^2 K)")
             write_array(sub, "spectral_transmission", np.array(spectral), doc="rows: temperatures; columns: frequency bins")
@@ -397,6 +399,7 @@ def _write(ctx, system: InterfaceSystem, tasks, symmetry: InplaneSymmetry, reds,
             sub.attrs["n_modes_computed"] = int(computed.sum())
             sub.attrs["n_modes_solved"] = int(np.count_nonzero(code >= SOLVED_RGF))
             sub.attrs["n_rgf_fallbacks"] = int(np.count_nonzero(code == SOLVED_RGF_FALLBACK))
+            sub.attrs["n_shifted_solves"] = int(np.count_nonzero(code == SOLVED_SHIFTED))
             if direction in caroli:
                 sub.attrs["caroli_max_abs_diff"] = caroli[direction][0]
                 sub.attrs["caroli_n_samples"] = caroli[direction][1]
