@@ -31,7 +31,7 @@ def scattering_amplitudes(system, direction: str, mesh, i: int, j: int) -> dict[
 
     Returns frequency (THz) and weight (n_modes, n_device_atoms).
     """
-    from .transport.scattering import solve_scattering
+    from .transport.solve import SHIFT_REL
     from .transport.stage import DIRECTION_SIDE, OMEGA_MIN_THZ
     from .transport.system import incident_modes_at
 
@@ -39,23 +39,30 @@ def scattering_amplitudes(system, direction: str, mesh, i: int, j: int) -> dict[
     lead = system.lead(side)
     modes = incident_modes_at(system.primitive(side), mesh, i, j, towards, OMEGA_MIN_THZ / OMEGA_TO_THZ)
     theta = 2 * np.pi * np.array([i / mesh[0], j / mesh[1]])
-    left, right, h_d, v_ld, v_dr = system.blocks(theta)
+    junction = system.junction(theta)  # in-plane sums and device partition shared by the column's modes
     n_atoms = system.device.n_atoms
     weight = np.zeros((len(modes.omega), n_atoms))
-    for n, (omega, row, vec) in enumerate(zip(modes.omega, modes.mesh_index, modes.vectors)):
-        phases = 2 * np.pi * np.array([i / mesh[0], j / mesh[1], row[2] / mesh[2]])
-        lam = np.exp(1j * lead.p * phases[2])
-        sm = solve_scattering(left, right, h_d, v_ld, v_dr, omega)
+
+    def device_displacement(omega, lam, incoming):
+        sm = junction.solve(omega)
         lams, vecs, psi = (sm.lam_in_L, sm.vec_in_L, sm.psi_D_from_left) if side == "left" else (sm.lam_in_R, sm.vec_in_R, sm.psi_D_from_right)
         sel = np.flatnonzero(np.abs(lams - lam) <= LAM_TOL)
-        incoming = lead.bloch_vector(vec, phases, system.repeat)
         # the scattering state is linear in the incident wave: expand it in the channels
         c, *_ = np.linalg.lstsq(vecs[:, sel], incoming, rcond=None)
         residual = np.linalg.norm(vecs[:, sel] @ c - incoming) / np.linalg.norm(incoming)
-        if residual > 1e-6:
+        if not sel.size or residual > 1e-6:
             raise ValueError(f"{direction}: bulk mode at {omega * OMEGA_TO_THZ:.4f} THz not spanned by the incoming channels (residual {residual:.1e})")
-        u = (psi[:, sel] @ c).reshape(n_atoms, 3)
-        weight[n] = (np.abs(u) ** 2).sum(axis=1)
+        return psi[:, sel] @ c
+
+    for n, (omega, row, vec) in enumerate(zip(modes.omega, modes.mesh_index, modes.vectors)):
+        phases = 2 * np.pi * np.array([i / mesh[0], j / mesh[1], row[2] / mesh[2]])
+        lam = np.exp(1j * lead.p * phases[2])
+        incoming = lead.bloch_vector(vec, phases, system.repeat)
+        try:
+            u = device_displacement(omega, lam, incoming)
+        except ValueError:  # a folded band edge at exactly omega (in-plane supercells), as in the transport stage
+            u = device_displacement(omega * (1.0 + SHIFT_REL), lam, incoming)
+        weight[n] = (np.abs(u.reshape(n_atoms, 3)) ** 2).sum(axis=1)
     return {"frequency": modes.omega * OMEGA_TO_THZ, "weight": weight}
 
 
