@@ -618,8 +618,13 @@ def caroli_transmission(
     eta_rel: float = 1e-12,
     max_iter: int = 300,
     richardson: bool = False,
+    surface: str = "decimation",
 ) -> float:
     """Total transmission Tr[Gamma_L G Gamma_R G^H] from Green's functions (cross-check).
+
+    ``surface = "modes"`` takes the lead surface Green's functions from the
+    chain's Bloch factors instead of decimation (:func:`modes_surface_green_function`,
+    no iteration, error O(eta) without the eps / eta rounding), see there.
 
     Same arguments as :func:`solve_scattering`. The retarded lead surface
     Green's functions are computed by Lopez-Sancho decimation at
@@ -639,17 +644,23 @@ def caroli_transmission(
     h_d, v_ld, v_dr = _check_device(left, right, h_device, v_left_device, v_device_right)
     if not (np.isfinite(omega) and omega > 0):
         raise ValueError(f"omega must be a positive finite number, got {omega!r}")
+    if surface not in ("decimation", "modes"):
+        raise ValueError(f"surface must be 'decimation' or 'modes', got {surface!r}")
     if richardson:
-        t1, t2, t4 = (caroli_transmission(left, right, h_d, v_ld, v_dr, omega, eta_rel=eta_rel / f, max_iter=max_iter)
+        t1, t2, t4 = (caroli_transmission(left, right, h_d, v_ld, v_dr, omega, eta_rel=eta_rel / f, max_iter=max_iter,
+                                          surface=surface)
                       for f in (1, 2, 4))
-        r1, r2 = 2 * t2 - t1, 2 * t4 - t2  # linear term removed
-        return float((4 * r2 - r1) / 3)  # quadratic term removed
+        return richardson_eta(t1, t2, t4)
     w2 = float(omega) ** 2
     z = w2 + 1j * eta_rel * w2
     # Left lead: semi-infinite towards -inf, surface PL 0; next PL inwards (-1) via h10.
-    g_l = surface_green_function(left.h00, left.h10, z, max_iter=max_iter)
-    # Right lead: surface PL 1, next PL (2) via h01.
-    g_r = surface_green_function(right.h00, right.h01, z, max_iter=max_iter)
+    if surface == "modes":
+        g_l = modes_surface_green_function(left.h00, left.h10, z)
+        g_r = modes_surface_green_function(right.h00, right.h01, z)
+    else:
+        g_l = surface_green_function(left.h00, left.h10, z, max_iter=max_iter)
+        # Right lead: surface PL 1, next PL (2) via h01.
+        g_r = surface_green_function(right.h00, right.h01, z, max_iter=max_iter)
     v_ld = v_ld.astype(complex)
     v_dr = v_dr.astype(complex)
     # only the device dofs touching a lead enter Gamma: work on those rows/columns
@@ -668,3 +679,40 @@ def caroli_transmission(
     g_lr = np.linalg.solve(a, unit)[cl]  # G restricted to (left contact, right contact)
     t = np.trace(gamma_l @ g_lr @ gamma_r @ g_lr.conj().T)
     return float(t.real)
+
+
+def modes_surface_green_function(h00, h_out, z: complex) -> np.ndarray:
+    """Retarded surface Green's function of the chain ``PL 0, 1, 2, ...`` from its Bloch factors (Ando).
+
+    Same chain and arguments as :func:`.leads.surface_green_function`, ``Im z > 0``.
+    The chain equation h_out^H psi_{j-1} + (h00 - z) psi_j + h_out psi_{j+1} = 0 with
+    psi_{j+1} = lam psi_j is a generalized eigenproblem; at Im z > 0 exactly n solutions
+    decay into the chain (|lam| < 1: the evanescent ones and the propagating ones pushed
+    inside the unit circle by the retarded broadening, which also separates in- and
+    outgoing waves that share a Bloch factor).  Their deflating subspace (ordered QZ)
+    gives the map F from PL j to j+1 and ``g = [z - h00 - h_out F]^{-1}``.
+    Independent of the scattering solver's mode machinery (no velocities, no Schur
+    reordering); its error is O(Im z / (omega v)) for the slowest open channel.
+    """
+    h00 = np.asarray(h00, dtype=complex)
+    h_out = np.asarray(h_out, dtype=complex)
+    n = h00.shape[0]
+    eye, zero = np.eye(n), np.zeros((n, n))
+    a = np.block([[zero, eye], [-h_out.conj().T, z * eye - h00]])
+    b = np.block([[eye, zero], [zero, h_out]])
+    # ordered QZ: the deflating subspace of the n decaying solutions, [psi_{j-1}; psi_j] = [Z1; Z2],
+    # so F = Z2 Z1^{-1} without eigenvectors (which are ill-conditioned at degenerate Bloch factors)
+    _, _, alpha, beta, _, zmat = sla.ordqz(a, b, sort="iuc", output="complex")
+    inside = np.abs(alpha) < np.abs(beta)
+    if int(np.count_nonzero(inside)) != n:
+        raise ValueError(f"modes_surface_green_function: {int(np.count_nonzero(inside))} decaying solutions "
+                         f"at z = {z}, expected {n}")
+    z1, z2 = zmat[:n, :n], zmat[n:, :n]
+    f = np.linalg.solve(z1.T, z2.T).T  # Z2 Z1^{-1}
+    return np.linalg.inv(z * eye - h00 - h_out @ f)
+
+
+def richardson_eta(t1: float, t2: float, t4: float) -> float:
+    """Extrapolation to eta -> 0 of values at eta, eta/2, eta/4 (linear and quadratic terms removed)."""
+    r1, r2 = 2 * t2 - t1, 2 * t4 - t2
+    return float((4 * r2 - r1) / 3)

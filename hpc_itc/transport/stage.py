@@ -314,17 +314,24 @@ def conductance(system: InterfaceSystem, direction: str, d: dict, mesh, temps) -
 
 
 def _caroli(system: InterfaceSystem, direction: str, d: dict, mesh, count: int) -> tuple[float, int]:
-    """Largest |sum of modal T - Tr[Gamma_L G Gamma_R G^H]| over ``count`` sampled (k_par, omega) of one direction."""
+    """Largest |sum of modal T - Tr[Gamma_L G Gamma_R G^H]| over ``count`` sampled (k_par, omega) of one direction
+    (candidates at band edges are passed over, see :func:`.solve.caroli_difference`)."""
     side, _ = DIRECTION_SIDE[direction]
     computed = ~d["symmetry_image"].astype(bool)
     theta = 2 * np.pi * d["mesh_index"][computed][:, :2] / np.array(mesh[:2])
     omega = d["omega"][computed]
-    picks = caroli_samples(theta, omega, d["solve_code"][computed], count)
-    worst = 0.0
-    for p in picks:
-        modal, caroli = caroli_difference(system, side, theta[p], omega[p])
-        worst = max(worst, abs(modal - caroli))
-    return worst, len(picks)
+    worst, used = 0.0, 0
+    primary = caroli_samples(theta, omega, d["solve_code"][computed], count)
+    spare = [p for p in caroli_samples(theta, omega, d["solve_code"][computed], 4 * count) if p not in set(primary)]
+    for p in list(primary) + spare:
+        pair = caroli_difference(system, side, theta[p], omega[p])
+        if pair is None:
+            continue
+        worst = max(worst, abs(pair[0] - pair[1]))
+        used += 1
+        if used == count:
+            break
+    return worst, used
 
 
 def _write(ctx, system: InterfaceSystem, tasks, symmetry: InplaneSymmetry, reds, st: dict, timer) -> None:
