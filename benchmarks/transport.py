@@ -1,6 +1,7 @@
 """Transport stage speed on the paper's problem size, against the plain dense solve, in one run.
 
     python benchmarks/transport.py            # 42+42 cells, cutoff 6 Å, 20x20x20 mesh, both directions, 2 processes
+                                              # (q_z refined as the stage does by default; --qz-refine 1: the plain mesh)
     python benchmarks/transport.py --quick    # the same device on an 8x8x8 mesh
 
 The device is the paper's: 42 layers of Cu (1 atom each) on 42 layers of diamond
