@@ -116,7 +116,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
     },
     "transport": {
         "q_mesh": Key("int_list", [8, 8, 8], "Uniform mesh of each incident lead's primitive Brillouin zone, N1 x N2 (in-plane) x N3 (paper: 20 20 20).", length=3, minimum=1),
-        "qz_refine": Key("int", 0, "Refinement m of q_z: incident modes on N1 x N2 x (m N3), the k_par columns unchanged. 1: the paper's mesh as given; 0: automatic, m such that the narrowest transmitting window (frequencies both leads carry) holds about 40 q_z values, which makes the two directions agree (see rectification). Applies to q_mesh_sweep too.", minimum=0, maximum=256),
+        "qz_refine": Key("int", 0, "Refinement m of q_z: incident modes on N1 x N2 x (m N3), the k_par columns unchanged. 1: the paper's mesh as given; 0: automatic, m such that the narrowest transmitting window (frequencies both leads carry) holds about 80 q_z values, which makes the two directions agree (see rectification). Applies to q_mesh_sweep too.", minimum=0, maximum=256),
         "directions": Key("str_list", list(DIRECTIONS), "Incidence directions: from the left lead, from the right lead.", choices=DIRECTIONS),
         "temperatures_K": Key("float_list", [300.0], "Temperatures for h(T).", unit="K", minimum=0.0, exclusive_min=True),
         "frequency_bin_THz": Key("float", 0.25, "Bin width of the spectral transmittance and cumulative conductance grids.", unit="THz", minimum=0.0, exclusive_min=True),

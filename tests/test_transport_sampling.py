@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from hpc_itc.transport import stage
-from hpc_itc.transport.sampling import auto_qz_refine, band_maximum, refined_mesh, window_points
+from hpc_itc.transport.sampling import AUTO_WINDOW_POINTS, auto_qz_refine, band_maximum, refined_mesh, window_points
 from hpc_itc.transport.springs import spring_interface
 from hpc_itc.transport.solve import SOLVED_SHIFTED, solve_column
 from hpc_itc.transport.system import build_system
@@ -33,9 +33,9 @@ def test_window_count_and_auto_factor(cu_diamond_springs):
     assert window_points(left, top_right, 8) == 8
     assert 1 <= window_points(right, top_left, 8) <= 3
     m = auto_qz_refine(left, right, 8)
-    assert m == int(np.ceil(40 / window_points(right, top_left, 8)))
+    assert m == min(32, int(np.ceil(AUTO_WINDOW_POINTS / window_points(right, top_left, 8))))
     # a junction of one material with itself: its window is the whole column
-    assert auto_qz_refine(left, left, 8) == 5 and auto_qz_refine(left, left, 64) == 1
+    assert auto_qz_refine(left, left, 8) == AUTO_WINDOW_POINTS // 8 and auto_qz_refine(left, left, 2 * AUTO_WINDOW_POINTS) == 1
     assert refined_mesh((4, 5, 6), 3) == (4, 5, 18)
 
 

@@ -29,7 +29,10 @@ import numpy as np
 from ..harmonic import RealSpaceIFC
 from .system import column_bulk_modes
 
-AUTO_WINDOW_POINTS = 40  # q_z values wanted in the narrowest transmitting window (Gamma column)
+# q_z values wanted in the narrowest transmitting window (Gamma column).  Measured rectification at
+# 300 K on the shipped 20x20x20 examples (default model): 40 (m = 8) gives quick 0.7 %, bare 1.3 %,
+# N-terminated 2.1 %; 80 (m = 16) gives quick 1.1 %, bare 1.0 %, N-terminated 0.7 %.
+AUTO_WINDOW_POINTS = 80
 MAX_AUTO_REFINE = 32
 
 
