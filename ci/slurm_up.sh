@@ -1,6 +1,7 @@
 #!/bin/bash
 # A single-node Slurm "cluster" on this machine (Debian slurm-wlm + munge), for trying the job scripts
-# (jobscripts/run.sbatch, sweep.sbatch, collect.sh) for real. Needs root and apt. Not part of .ci/run.
+# (jobscripts/run.sbatch, sweep.sbatch, collect.sh) for real. Needs root and apt. ci/cluster_checks.sh (run by
+# .ci/run) uses it.
 #
 #   source ci/slurm_up.sh && slurm_up      # install if needed, write the config, start munged, slurmctld, slurmd; srun check
 #   export SLURM_CONF=${SLURM_DIR:-/tmp/hpc_itc_slurm}/slurm.conf   # in other shells
@@ -22,9 +23,11 @@ slurm_install() {
 }
 
 slurm_write_conf() {
+    # a fresh cluster every time: no jobs left over from an earlier run in the saved state
+    rm -rf "$SLURM_DIR"/state "$SLURM_DIR"/spool
     mkdir -p "$SLURM_DIR"/{state,spool,log,run}
     local cpus mem
-    cpus=$(nproc)
+    cpus=$(getconf _NPROCESSORS_ONLN)   # not nproc: it honours OMP_NUM_THREADS (1 in the checks)
     mem=$(( $(awk '/MemTotal/ {print $2}' /proc/meminfo) / 1024 * 8 / 10 ))
     cat > "$SLURM_DIR/slurm.conf" <<CONF
 ClusterName=hpc_itc_local

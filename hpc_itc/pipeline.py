@@ -91,6 +91,7 @@ class Context:
         """
         ok, message = True, ""
         try:
+            _injected_failure(self.comm.rank)
             work()
         except Exception as exc:  # noqa: BLE001 - re-raised below on every rank
             if self.comm.size == 1:
@@ -135,7 +136,9 @@ class Context:
         if self._writer_mode is None:
             from . import h5io
 
-            self._writer_mode = h5io.writer_mode(self.comm)
+            # decided by rank 0 for all: a rank that saw another environment must not take another path
+            # (an error on one rank only, outside a collective, would leave the others waiting)
+            self._writer_mode = self.on_root(lambda: h5io.writer_mode(self.comm))
             if self.is_root:
                 _log.info("results writer: %s (%d rank(s), h5py with MPI: %s)", self._writer_mode, self.comm.size, h5io.h5py_has_mpi())
         return self._writer_mode
@@ -146,6 +149,24 @@ class Context:
         bad = [(r, m) for r, (good, m) in enumerate(reports) if not good]
         if bad:
             raise RemoteError("; ".join(f"rank {r}: {m}" for r, m in bad))
+
+
+FAIL_RANK_ENV = "HPC_ITC_FAIL_RANK"
+_failure_injected = False
+
+
+def _injected_failure(rank: int) -> None:
+    """Fault injection for the cluster checks (ci/cluster_checks.sh): with HPC_ITC_FAIL_RANK=R, rank R fails
+    at the start of its share of the first distributed stage, with an exception (HPC_ITC_FAIL_HOW=raise,
+    the default) or by dying at once (=exit, as a rank killed by the OOM killer would)."""
+    global _failure_injected
+    target = os.environ.get(FAIL_RANK_ENV, "")
+    if _failure_injected or not target.isdigit() or int(target) != rank:
+        return
+    _failure_injected = True
+    if os.environ.get("HPC_ITC_FAIL_HOW", "raise") == "exit":
+        os._exit(9)
+    raise RuntimeError(f"injected failure on rank {rank} ({FAIL_RANK_ENV}={target})")
 
 
 def model_fingerprint(model: str) -> dict[str, str]:
@@ -217,6 +238,10 @@ def stage_relax(ctx: Context) -> None:
     from .relax import relax
 
     timer = StageTimer()
+    if not ctx.is_root:
+        # the relaxation is rank 0's alone: the other ranks load their model meanwhile, off the critical
+        # path of the force constants (a failure here ends the job through the driver's abort)
+        ctx.calculator()
 
     def work() -> None:
         calc = ctx.calculator()
