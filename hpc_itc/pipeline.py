@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -111,12 +112,22 @@ class Context:
         from . import h5io
 
         mode = self.writer_mode()
+        t0 = time.monotonic()
+        t_summed = t0
+
+        def prepared():
+            nonlocal t_summed
+            writer = make_writer()
+            t_summed = time.monotonic()
+            return writer
+
         if mode == "root":
-            self.on_root(lambda: self.results.write_stage(stage, make_writer(), timer))
+            self.on_root(lambda: self.results.write_stage(stage, prepared(), timer))
+            self._log_write(stage, mode, t0, t_summed)
             return
         job = h5io.CollectiveStageWrite(self.results, self.comm, stage)
         try:
-            job.skeleton = self.on_root(lambda: job.prepare(make_writer()))
+            job.skeleton = self.on_root(lambda: job.prepare(prepared()))
             self.run_share(job.load_share)  # each rank reads its share of the checkpoints; any failure fails all
             job.layout()
             seconds = self.comm.bcast(timer.seconds if isinstance(timer, StageTimer) else float(timer), root=0)
@@ -130,6 +141,18 @@ class Context:
                 job.discard()
             raise
         self.on_root(job.commit)
+        self._log_write(stage, mode, t0, t_summed)
+
+    def _log_write(self, stage: str, mode: str, t0: float, t_summed: float) -> None:
+        """Rank 0: how long the sums took and the write, and how much was written (benchmarks/scaling.py reads it)."""
+        if not self.is_root:
+            return
+        t1 = time.monotonic()
+        with self.results.open() as f:
+            sizes = []
+            f[stage].visititems(lambda _, obj: sizes.append(obj.nbytes) if hasattr(obj, "nbytes") else None)
+        _log.info("%s: summed up on rank 0 in %.2f s, written by the %s writer in %.2f s (%.2f MB of datasets)",
+                  stage, t_summed - t0, mode, t1 - t_summed, sum(sizes) / 1e6)
 
     def writer_mode(self) -> str:
         """"mpio" or "root" (:func:`hpc_itc.h5io.writer_mode`), logged once by rank 0."""
