@@ -9,6 +9,7 @@ are not yet checkpointed, so the result never depends on the rank count.
 from __future__ import annotations
 
 import os
+import time
 from typing import Any, Iterable, Sequence
 
 
@@ -55,6 +56,17 @@ def world() -> Any:
             return SerialComm()
         return MPI.COMM_WORLD
     return SerialComm()
+
+
+def quiet_barrier(comm: Any, poll_seconds: float = 0.005) -> None:
+    """A barrier that waits asleep: MPI's blocking collectives busy-poll, so ranks that wait for rank 0's
+    serial work (relax, the sums) or for a slower rank would take the CPU from the rank doing the work
+    wherever cores are shared (oversubscribed nodes, torch threads).  Costs at most ``poll_seconds`` of latency."""
+    if comm.size == 1 or not hasattr(comm, "Ibarrier"):
+        return
+    request = comm.Ibarrier()
+    while not request.Test():
+        time.sleep(poll_seconds)
 
 
 def my_share(task_ids: Sequence[int] | Iterable[int], comm: Any) -> list[int]:

@@ -20,7 +20,7 @@ import numpy as np
 from . import log as logmod
 from .config import RunConfig
 from .errors import InputError
-from .parallel import ranks_on_node
+from .parallel import quiet_barrier, ranks_on_node
 from .results import ResultsFile, StageTimer, _now, read_str_array, write_array
 from .structure import Heterostructure, InterfaceSpec, LayerCell, build, elements_needed, lead_cells
 
@@ -73,6 +73,7 @@ class Context:
                     raise
                 error = ("runtime", type(exc).__name__, str(exc))
                 _log.exception("failure on rank 0")
+        quiet_barrier(self.comm)  # the other ranks sleep meanwhile instead of spinning in the bcast
         result, error = self.comm.bcast((result, error), root=0)
         if error is not None:
             if error[0] == "input":
@@ -98,6 +99,7 @@ class Context:
             if self.comm.size == 1:
                 raise
             ok, message = False, f"{type(exc).__name__}: {exc}"
+        quiet_barrier(self.comm)  # ranks done early sleep until the slowest has finished its share
         self.check_all(ok, message)
 
     def write_stage(self, stage: str, make_writer: Callable[[], Callable], timer: StageTimer | float) -> None:

@@ -63,6 +63,7 @@ class ResultsFile:
                     f"'{self.path}' was written from a different input (sha256 {str(found)[:12]}..., this input {input_sha256[:12]}...); "
                     "choose another run.output or remove the file",
                 )
+            self.remove_stale_copies()
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.tmp_path()
@@ -116,6 +117,16 @@ class ResultsFile:
             raise
         os.replace(tmp, self.path)
         self.clear_checkpoints(stage)
+
+    def remove_stale_copies(self) -> list[Path]:
+        """Delete stage copies left by a run killed while writing (the file itself is intact: the rename never happened).
+
+        Called by rank 0 when a run starts on an existing file; two runs never share one results file.
+        """
+        stale = sorted(self.path.parent.glob(f".{self.path.name}.tmp*"))
+        for p in stale:
+            p.unlink(missing_ok=True)
+        return stale
 
     def tmp_path(self) -> Path:
         """Where a stage is written before the rename (same folder: os.replace is atomic only within a file system)."""

@@ -30,6 +30,13 @@ def test_two_ranks_match_one(tmp_path, finished_run_summary):
     out = subprocess.run([sys.executable, "-m", "hpc_itc", "inspect", str(tmp_path / "mpi.h5"), "--json"],
                          capture_output=True, text=True, check=True)
     parallel = json.loads(out.stdout)
+    import h5py
+
+    # the distributed stages go through Context.write_stage: MPI-IO where h5py has MPI, rank 0 otherwise
+    expected = "mpio" if h5py.get_config().mpi else "root"
+    with h5py.File(tmp_path / "mpi.h5") as f:
+        assert f["structure"].attrs["writer"] == "root"
+        assert f["force_constants"].attrs["writer"] == expected and f["ldos"].attrs["writer"] == expected
     serial = finished_run_summary
     assert parallel["input_sha256"] == serial["input_sha256"]
     assert parallel["n_force_evaluations"] == serial["n_force_evaluations"]

@@ -52,3 +52,15 @@ def test_checkpoints_round_trip_and_clear(tmp_path):
     assert np.array_equal(rf.load_task("force_constants", "device", 3)["forces"], np.ones((2, 3)))
     rf.write_stage("force_constants", lambda g: None, 0.0)
     assert rf.finished_tasks("force_constants", "device") == set()
+
+
+def test_copies_left_by_a_killed_write_are_removed_on_restart(tmp_path):
+    rf = ResultsFile(tmp_path / "r.h5")
+    rf.check_or_create("a" * 64, "")
+    stale = tmp_path / ".r.h5.tmp12345"  # what a SIGKILL between copy and rename leaves
+    stale.write_bytes(b"partial")
+    other = tmp_path / ".other.h5.tmp12345"
+    other.write_bytes(b"another file's copy")
+    rf.check_or_create("a" * 64, "")
+    assert not stale.exists() and other.exists()
+    assert rf.stages_complete() == []
