@@ -81,7 +81,8 @@ def summary(path: str | Path) -> dict[str, Any]:
                 out["caroli_max_abs_diff"] = float(g.attrs["caroli_max_abs_diff"])
             if "sweep" in g:
                 out["q_mesh_sweep_itc_MW_m2K"] = {
-                    mesh: {d: dict(zip(temps, map(float, g["sweep"][mesh][d]["itc"][()]))) for d in g["sweep"][mesh]}
+                    mesh: {d: dict(zip(temps, map(float, g["sweep"][mesh][d]["itc"][()]))) for d in g["sweep"][mesh]
+                           if isinstance(g["sweep"][mesh][d], h5py.Group)}  # beside the direction groups: q_mesh
                     for mesh in g["sweep"]}
             if "rectification_percent" in g:
                 out["rectification_percent"] = dict(zip(temps, map(float, g["rectification_percent"][()])))

@@ -71,6 +71,10 @@ def test_stage_writes_caroli_paths_and_sweep(tmp_path, monkeypatch, spring_syste
             np.testing.assert_allclose(sweep["4x4x4"][direction]["itc"][()], d["itc"][()], rtol=1e-14)
             assert sweep["2x2x2"][direction].attrs["n_modes"] < d["frequency"].shape[0]
     assert not (tmp_path / "r.h5.ckpt").exists()
+    from hpc_itc.inspect import summary
+
+    sweep_itc = summary(tmp_path / "r.h5")["q_mesh_sweep_itc_MW_m2K"]
+    assert set(sweep_itc) == {"2x2x2", "4x4x4"} and set(sweep_itc["2x2x2"]) == {"left_to_right", "right_to_left"}
 
 
 def test_stage_results_do_not_depend_on_symmetry_or_solver(tmp_path, monkeypatch, spring_system):

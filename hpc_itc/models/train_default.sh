@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Reproduces hpc_itc/models/default.model: a small, fast placeholder MACE model trained
-# from scratch (no foundation model) with mace-torch's own trainer on the CPU.
+# from scratch (no foundation model) with mace-torch's own trainer on the CPU (steps 1-2), then
+# fine-tuned from that model on the same data with `python -m hpc_itc train` (step 3).
 # Usage:  bash hpc_itc/models/train_default.sh [WORK_DIR]      (run from the repository root)
-# Afterwards copy WORK_DIR/default_stagetwo.model (the non-compiled float64 stage-two
-# model) to hpc_itc/models/default.model.  Recorded run: mace-torch 0.3.16, torch 2.13.0+cpu,
-# e3nn 0.4.4, 2 CPU cores, about 40 minutes.  Bit-identical weights are not guaranteed
+# Afterwards copy WORK_DIR/finetune/work/default_ft_stagetwo.model (the non-compiled float64
+# stage-two model of step 3) to hpc_itc/models/default.model.  Recorded run: mace-torch 0.3.16, torch 2.13.0+cpu,
+# e3nn 0.4.4, 2 CPU cores shared with other jobs: steps 1-2 47 minutes, step 3 72 minutes.  Bit-identical weights are not guaranteed
 # on other machines or thread counts (floating-point summation order).
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -38,5 +39,43 @@ mace_run_train "${COMMON[@]}" --max_num_epochs 45 \
 # E:F:S = 1000:100:1000.
 mace_run_train "${COMMON[@]}" --max_num_epochs 55 --restart_latest \
   --stage_two_energy_weight 1000 --stage_two_forces_weight 100 --stage_two_stress_weight 1000
-# The final model is the stage-two one: $WORK/default_stagetwo.model
-echo "model: $WORK/default_stagetwo.model  (copy it to hpc_itc/models/default.model)"
+# Steps 1-2 give the first shipped model (session 1): $WORK/default_stagetwo.model.
+# Step 3 (session 2): fine-tune that model on the same data with hpc_itc's own `train` command
+# (foundation_model = the step-2 model, no multihead replay), forces weighted up and a larger
+# learning rate: E:F:S = 50:100:500, lr 5e-3, batch 2, EMA 0.99.  The recorded run was stopped after
+# epoch 42 and resumed from its epoch-42 checkpoint with a shorter schedule (stage two, E:F:S =
+# 1000:100:1000 at lr 1e-3, from epoch 50 to 59); 3a/3b below replay exactly that.
+FT="$WORK/finetune"
+mkdir -p "$FT"
+write_ft_toml() {  # $1 = max_num_epochs, $2 = start_stage_two, $3 = extra flag (or empty)
+  cat > "$FT/train.toml" <<TOML
+[train]
+train_file = "$REPO/hpc_itc/data/split_train.extxyz"
+test_file = "$REPO/hpc_itc/data/split_test.extxyz"
+foundation_model = "$WORK/default_stagetwo.model"
+name = "default_ft"
+work_dir = "$FT/work"
+model_out = "$FT/default_ft.model"
+device = "cpu"
+seed = 123
+extra_args = ["--stage_two", "--start_stage_two", "$2", $3 "--stage_two_lr", "0.001", "--stage_two_energy_weight", "1000", "--stage_two_forces_weight", "100", "--stage_two_stress_weight", "1000", "--scheduler_patience", "5", "--error_table", "PerAtomRMSEstressvirials", "--plot", "False"]
+
+[recipe]
+loss = "stress"
+energy_weight = 50.0
+forces_weight = 100.0
+stress_weight = 500.0
+lr = 0.005
+batch_size = 2
+max_num_epochs = $1
+ema_decay = 0.99
+valid_fraction = 0.1
+E0s = "average"
+TOML
+}
+write_ft_toml 43 80 ""                         # 3a: epochs 0-42
+python -m hpc_itc train "$FT/train.toml"
+write_ft_toml 60 50 '"--restart_latest",'      # 3b: epochs 42-59, stage two from 50
+python -m hpc_itc train "$FT/train.toml"
+# The shipped model is the stage-two one of step 3: $FT/work/default_ft_stagetwo.model
+echo "model: $FT/work/default_ft_stagetwo.model  (copy it to hpc_itc/models/default.model)"
