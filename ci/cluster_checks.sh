@@ -41,13 +41,15 @@ apt-get install -y -qq slurm-wlm munge libpmix2 libpmix-dev libhdf5-openmpi-dev 
 [[ -x /usr/bin/mpicc && -x /usr/bin/mpiexec ]] || die "Debian's Open MPI (/usr/bin/mpicc, /usr/bin/mpiexec) missing after apt"
 
 # ---- 2. venv with a parallel h5py ------------------------------------------------------------------
+# the Python that installed hpc_itc (.ci/run's); taken before PATH changes (/usr/bin/python3 is Debian's, bare)
+BASE_PY=${HPC_ITC_BASE_PYTHON:-$(command -v python || command -v python3)}
 # Debian's Open MPI must come first on PATH: a pip-installed Open MPI (the test extra) is another stack.
 export PATH="$PV/bin:/usr/bin:$PATH"
 venv_ok() {
     "$PV/bin/python" - <<'PY' 2>/dev/null
 import h5py, mpi4py
 from mpi4py import MPI
-import torch, mace, phonopy, ase  # noqa: F401
+import torch, mace, phonopy, ase, pytest  # noqa: F401
 assert h5py.get_config().mpi, "h5py without MPI"
 assert "Open MPI v4" in MPI.Get_library_version(), MPI.Get_library_version()
 PY
@@ -57,11 +59,13 @@ if venv_ok; then
 else
     step "venv $PV: mpi4py and h5py built against Debian's Open MPI and HDF5 (a few minutes)"
     rm -rf "$PV"
-    python3 -m venv --system-site-packages "$PV" || die "python -m venv"
+    # --system-site-packages: torch, mace, ... from the base environment; mpi4py and h5py of the venv come first
+    "$BASE_PY" -m venv --system-site-packages "$PV" || die "$BASE_PY -m venv"
     "$PV/bin/python" -m pip install -q -U pip setuptools wheel cython pkgconfig numpy || die "pip: build tools"
-    if ! "$PV/bin/python" -c "import torch, mace, phonopy, ase" 2>/dev/null; then
-        # the base environment lacks the runtime packages: install them into the venv
-        "$PV/bin/python" -m pip install -q torch==2.13.0 -e "$REPO" || die "pip: torch and hpc_itc"
+    if ! "$PV/bin/python" -c "import torch, mace, phonopy, ase, pytest" 2>/dev/null; then
+        # the base environment lacks the runtime packages: install them into the venv (not the test extra:
+        # its pip Open MPI would be a second MPI stack)
+        "$PV/bin/python" -m pip install -q torch==2.13.0 pytest -e "$REPO" || die "pip: torch, pytest and hpc_itc"
     fi
     MPICC=/usr/bin/mpicc CC=/usr/bin/mpicc "$PV/bin/python" -m pip install -q --no-cache-dir --force-reinstall --no-deps \
         --no-binary mpi4py mpi4py || die "pip: mpi4py from source"
@@ -87,6 +91,7 @@ cleanup() {
     exit $rc
 }
 trap cleanup EXIT
+trap 'exit 143' TERM INT   # a cancelled CI job still stops the daemons (through the EXIT trap)
 slurm_up || { tail -20 "$SLURM_DIR"/log/*.log 2>/dev/null; die "Slurm did not come up"; }
 export SLURM_CONF="$SLURM_DIR/slurm.conf"
 
