@@ -58,9 +58,18 @@ class Context:
             self._calculator = mlip.load_calculator(self.cfg.model, device=m["device"], dtype=m["dtype"], num_threads=threads)
         return self._calculator
 
-    def on_root(self, fn: Callable[[], Any]) -> Any:
-        """Run ``fn`` on rank 0 and broadcast its result; a failure there fails every rank alike."""
+    def on_root(self, fn: Callable[[], Any], meanwhile: Callable[[], Any] | None = None) -> Any:
+        """Run ``fn`` on rank 0 and broadcast its result; a failure there fails every rank alike.
+
+        Rank 0 starts only when every rank has arrived: whatever a rank read before (the driver checks
+        on every rank which stages the results file holds) was read before ``fn`` can change it.
+        ``meanwhile`` runs on the other ranks while rank 0 works (a failure there ends the job through
+        the driver's abort).
+        """
         result, error = None, None
+        quiet_barrier(self.comm)
+        if not self.is_root and meanwhile is not None:
+            meanwhile()
         if self.is_root:
             try:
                 result = fn()
@@ -263,10 +272,6 @@ def stage_relax(ctx: Context) -> None:
     from .relax import relax
 
     timer = StageTimer()
-    if not ctx.is_root:
-        # the relaxation is rank 0's alone: the other ranks load their model meanwhile, off the critical
-        # path of the force constants (a failure here ends the job through the driver's abort)
-        ctx.calculator()
 
     def work() -> None:
         calc = ctx.calculator()
@@ -298,7 +303,9 @@ def stage_relax(ctx: Context) -> None:
 
         ctx.results.write_stage("relax", write, timer)
 
-    ctx.on_root(work)
+    # the relaxation is rank 0's alone: the other ranks load their model meanwhile, off the critical
+    # path of the force constants
+    ctx.on_root(work, meanwhile=ctx.calculator)
 
 
 def load_relaxed(ctx: Context) -> Heterostructure:
