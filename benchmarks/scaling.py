@@ -236,7 +236,7 @@ def main() -> int:
     print(f"\nper task (from the {base['ranks']}-rank run): force_constants {n_fc} displaced supercells, {t_fc:.3f} s each "
           f"({base['atoms_per_task']:.0f} atoms on average: {t_fc / base['atoms_per_task'] * 1e3:.3f} ms per atom); "
           f"transport {n_tr} tasks, {t_tr:.3f} s each")
-    print(f"\nprojection T(P) = ceil(N/P) t + t_rank0 (E = T(1) / (P T(P))), per stage:")
+    print("\nprojection T(P) = ceil(N/P) t + t_rank0 (E = T(1) / (P T(P))), per stage:")
     print(projection("this input, force_constants", n_fc, t_fc, r0_fc))
     print(projection("this input, transport", n_tr, t_tr, r0_tr))
     if args.paper:
