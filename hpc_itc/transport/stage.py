@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 from threadpoolctl import threadpool_limits
@@ -33,6 +34,7 @@ from threadpoolctl import threadpool_limits
 from .. import log as logmod
 from ..harmonic import OMEGA_TO_THZ, OMEGA_UNIT_RAD_S
 from ..parallel import my_share, ranks_on_node
+from ..h5io import write_rows
 from ..results import StageTimer, write_array
 from . import landauer
 from .bzpath import lead_path
@@ -286,11 +288,8 @@ def stage_transport(ctx) -> None:
 
     ctx.run_share(my_tasks)
 
-    def write_all():
-        with threadpool_limits(limits=blas_threads):
-            _write(ctx, system, tasks, symmetry, reds, st, timer)
-
-    ctx.on_root(write_all)
+    with threadpool_limits(limits=blas_threads):  # the writer's Landauer sums run inside write_stage too
+        ctx.write_stage(STAGE, lambda: _write(ctx, system, tasks, symmetry, reds, st), timer)
 
 
 # ---- summing up ---------------------------------------------------------------------------------
@@ -334,7 +333,30 @@ def _caroli(system: InterfaceSystem, direction: str, d: dict, mesh, count: int) 
     return worst, used
 
 
-def _write(ctx, system: InterfaceSystem, tasks, symmetry: InplaneSymmetry, reds, st: dict, timer) -> None:
+def _mode_rows(ctx, tasks, direction: str, mesh, key: str, transform=None) -> list:
+    """Per-mode table rows of one direction on ``mesh``: the checkpoints' ``key`` in task order (as :func:`_gather`)."""
+    mine = sorted((t for t in tasks if t.kind == "mesh" and t.direction == direction and t.mesh == mesh), key=lambda t: t.task_id)
+    return [ctx.results.checkpoint_rows(STAGE, t.part, t.task_id, key, transform=transform) for t in mine]
+
+
+def _scaled(arr: np.ndarray, factor: float) -> np.ndarray:
+    return arr * factor
+
+
+def _vz_m_s(arr: np.ndarray) -> np.ndarray:
+    return arr * OMEGA_UNIT_RAD_S * 1e-10
+
+
+def _as_dtype(arr: np.ndarray, dtype: str) -> np.ndarray:
+    return arr.astype(dtype)
+
+
+def _over_mesh(arr: np.ndarray, mesh: tuple) -> np.ndarray:
+    return arr / np.array(mesh)
+
+
+def _write(ctx, system: InterfaceSystem, tasks, symmetry: InplaneSymmetry, reds, st: dict):
+    """Rank 0: the stage's sums; returns the writer of the stage group (per-mode tables as row tables)."""
     mesh = st["q_mesh"]
     temps = st["temperatures_K"]
     per_dir = {direction: _gather(ctx, tasks, "mesh", direction, mesh) for direction in st["directions"]}
@@ -381,15 +403,20 @@ def _write(ctx, system: InterfaceSystem, tasks, symmetry: InplaneSymmetry, reds,
                 cumulative.append(landauer.cumulative_conductance(freq, contrib, edges[1:]))
             err = np.abs(d["transmission"] + d["reflection"] - 1.0)
             worst = max(worst, float(err.max()) if len(err) else 0.0)
-            write_array(sub, "frequency", freq, "THz")
-            write_array(sub, "q_frac", d["mesh_index"] / np.array(mesh), doc="q in units of the incident lead's primitive reciprocal vectors b1, b2, b3")
-            write_array(sub, "band", d["band"])
-            write_array(sub, "vz", d["vz"] * OMEGA_UNIT_RAD_S * 1e-10, "m/s")
-            write_array(sub, "transmission", d["transmission"])
-            write_array(sub, "reflection", d["reflection"])
-            write_array(sub, "symmetry_image", d["symmetry_image"].astype(bool),
-                        doc="true: T, R copied from the symmetry-equivalent mode of the irreducible column of its orbit")
-            write_array(sub, "solve_code", d["solve_code"].astype(np.int8),
+            # per-mode tables: rows straight from the checkpoints (collective MPI-IO writes where h5py has MPI)
+            def rows(key, transform=None):
+                return _mode_rows(ctx, tasks, direction, mesh, key, transform)
+
+            write_rows(sub, "frequency", rows("omega", partial(_scaled, factor=OMEGA_TO_THZ)), "THz")
+            write_rows(sub, "q_frac", rows("mesh_index", partial(_over_mesh, mesh=tuple(mesh))),
+                       doc="q in units of the incident lead's primitive reciprocal vectors b1, b2, b3")
+            write_rows(sub, "band", rows("band"))
+            write_rows(sub, "vz", rows("vz", _vz_m_s), "m/s")
+            write_rows(sub, "transmission", rows("transmission"))
+            write_rows(sub, "reflection", rows("reflection"))
+            write_rows(sub, "symmetry_image", rows("symmetry_image", partial(_as_dtype, dtype="bool")),
+                       doc="true: T, R copied from the symmetry-equivalent mode of the irreducible column of its orbit")
+            write_rows(sub, "solve_code", rows("solve_code", partial(_as_dtype, dtype="int8")),
                         doc="0/1: no open channel in the transmitting lead (band bound / eigenvalues): T = 0, R = 1 exactly; "
                             "2: block-tridiagonal solve; 3: dense solve; 4: block solve rejected by its residual check, dense used; "
                                 "5: solved at omega (1 + 1e-7), a folded band has an edge at exactly this frequency")
@@ -455,7 +482,7 @@ def _write(ctx, system: InterfaceSystem, tasks, symmetry: InplaneSymmetry, reds,
                 grp.attrs["n_modes"] = n_modes
                 _log.info("sweep %s %s: h = %s MW/(m^2 K)", mesh_name(m), direction, np.round(h, 3).tolist())
 
-    ctx.results.write_stage(STAGE, write, timer)
+    return write
 
 
 def _write_path(sub, system: InterfaceSystem, direction: str, d: dict, st: dict) -> None:
