@@ -58,9 +58,12 @@ def window_points(incident: RealSpaceIFC, omega_top_other: float, n3: int) -> in
     return int(np.count_nonzero(omega.min(axis=1) < omega_top_other))
 
 
-def auto_qz_refine(left: RealSpaceIFC, right: RealSpaceIFC, n3: int) -> int:
-    """q_z refinement factor m for a mesh with N3 = ``n3`` (the same m for both directions)."""
-    top_left, top_right = band_maximum(left), band_maximum(right)
+def auto_qz_refine(left: RealSpaceIFC, right: RealSpaceIFC, n3: int, tops: tuple[float, float] | None = None) -> int:
+    """q_z refinement factor m for a mesh with N3 = ``n3`` (the same m for both directions).
+
+    ``tops``: the leads' band maxima if already known (one computation for several meshes).
+    """
+    top_left, top_right = tops if tops is not None else (band_maximum(left), band_maximum(right))
     narrowest = min(window_points(left, top_right, n3), window_points(right, top_left, n3))
     return int(min(MAX_AUTO_REFINE, max(1, math.ceil(AUTO_WINDOW_POINTS / max(narrowest, 1)))))
 

@@ -51,7 +51,7 @@ from .solve import (  # noqa: F401  (re-exported: the ldos stage and the tests u
     solve_column,
 )
 from .symmetry import IFC_TOL, InplaneSymmetry, MeshReduction, find_inplane_symmetry, reduce_mesh
-from .sampling import auto_qz_refine, refined_mesh
+from .sampling import auto_qz_refine, band_maximum, refined_mesh
 from .system import InterfaceSystem, build_system, homogeneous_system
 
 STAGE = "transport"
@@ -148,10 +148,13 @@ def load_system(ctx) -> InterfaceSystem:
 def refine_meshes(system: InterfaceSystem, st: dict) -> dict:
     """``st`` with q_mesh and q_mesh_sweep replaced by the meshes actually sampled (q_z refined, see
     :mod:`.sampling`); the meshes as given are kept in ``q_mesh_input`` / ``q_mesh_sweep_input``."""
+    left, right = system.primitive("left"), system.primitive("right")
+    tops = (band_maximum(left), band_maximum(right)) if st["qz_refine"] == 0 else None
+
     def factor(mesh) -> int:
         if st["qz_refine"] > 0:
             return st["qz_refine"]
-        return auto_qz_refine(system.primitive("left"), system.primitive("right"), mesh[2])
+        return auto_qz_refine(left, right, mesh[2], tops)
 
     out = dict(st, q_mesh_input=st["q_mesh"], q_mesh_sweep_input=list(st["q_mesh_sweep"]), qz_refine_used={})
     refined = []
@@ -321,7 +324,8 @@ def _caroli(system: InterfaceSystem, direction: str, d: dict, mesh, count: int) 
     omega = d["omega"][computed]
     worst, used = 0.0, 0
     primary = caroli_samples(theta, omega, d["solve_code"][computed], count)
-    spare = [p for p in caroli_samples(theta, omega, d["solve_code"][computed], 4 * count) if p not in set(primary)]
+    taken = set(primary.tolist())
+    spare = [p for p in caroli_samples(theta, omega, d["solve_code"][computed], 4 * count) if p not in taken]
     for p in list(primary) + spare:
         pair = caroli_difference(system, side, theta[p], omega[p])
         if pair is None:
