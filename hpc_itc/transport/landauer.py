@@ -88,13 +88,15 @@ def mode_heat_capacity_J_K(omega_rad_s, temperature_K):
 
 
 def conductance_contributions_MW_m2K(
-    omega_rad_s, vz_m_s, transmission, temperatures_K, cell_volume_A3, n_qpoints
+    omega_rad_s, vz_m_s, transmission, temperatures_K, cell_volume_A3, n_qpoints, weights=None
 ):
     """Per-mode contributions to h(T), shape (n_modes, n_temperatures), MW/(m^2 K).
 
     Modes with ``vz_m_s <= 0`` (travelling away from the interface) contribute 0.
     Inputs ``omega_rad_s``, ``vz_m_s``, ``transmission`` are flattened and must
     have the same size; ``temperatures_K`` is a scalar or 1-D array.
+    ``weights``: quadrature weight of each mode (default 1, the plain mesh sum;
+    see :func:`hpc_itc.transport.sampling.qz_end_weights`).
     """
     omega = np.asarray(omega_rad_s, dtype=float).reshape(-1)
     vz = np.asarray(vz_m_s, dtype=float).reshape(-1)
@@ -107,29 +109,33 @@ def conductance_contributions_MW_m2K(
     if not (cell_volume_A3 > 0 and n_qpoints > 0):
         raise ValueError("cell_volume_A3 and n_qpoints must be > 0")
     weight = np.where(vz > 0, vz * trans, 0.0)  # m/s
+    if weights is not None:
+        quad = np.broadcast_to(np.asarray(weights, dtype=float), np.shape(omega_rad_s)).reshape(-1)
+        weight = weight * quad
     cap = mode_heat_capacity_J_K(omega[:, None], temps[None, :])  # J/K, (n_modes, n_T)
     norm = 1.0 / (n_qpoints * cell_volume_A3 * _A3_TO_M3)  # 1/m^3
     return np.atleast_2d(cap) * weight[:, None] * norm * _W_TO_MW
 
 
-def conductance_MW_m2K(omega_rad_s, vz_m_s, transmission, temperatures_K, cell_volume_A3, n_qpoints):
+def conductance_MW_m2K(omega_rad_s, vz_m_s, transmission, temperatures_K, cell_volume_A3, n_qpoints, weights=None):
     """Landauer conductance h(T) in MW/(m^2 K), one value per temperature.
 
     ``h(T) = 1/(N_q V) sum_{v_z > 0} hbar omega v_z T df/dT`` with
     ``omega_rad_s`` (rad/s), ``vz_m_s`` (m/s, + = towards the interface),
     ``transmission`` (probabilities), ``cell_volume_A3`` (Å^3) the volume of the
-    cell whose Brillouin zone is sampled by ``n_qpoints`` points.
+    cell whose Brillouin zone is sampled by ``n_qpoints`` points, ``weights``
+    the modes' quadrature weights (default 1).
     """
     contrib = conductance_contributions_MW_m2K(
-        omega_rad_s, vz_m_s, transmission, temperatures_K, cell_volume_A3, n_qpoints
+        omega_rad_s, vz_m_s, transmission, temperatures_K, cell_volume_A3, n_qpoints, weights
     )
     return contrib.sum(axis=0)
 
 
-def radiation_limit_MW_m2K(omega_rad_s, vz_m_s, temperatures_K, cell_volume_A3, n_qpoints):
+def radiation_limit_MW_m2K(omega_rad_s, vz_m_s, temperatures_K, cell_volume_A3, n_qpoints, weights=None):
     """Phonon radiation limit (all transmissions = 1) in MW/(m^2 K), one value per temperature."""
     return conductance_MW_m2K(
-        omega_rad_s, vz_m_s, np.ones(np.shape(omega_rad_s)), temperatures_K, cell_volume_A3, n_qpoints
+        omega_rad_s, vz_m_s, np.ones(np.shape(omega_rad_s)), temperatures_K, cell_volume_A3, n_qpoints, weights
     )
 
 

@@ -355,6 +355,52 @@ def _reorder(S, T, Q, Z, select):
 _ZGGES, _ZTGSEN = sla.get_lapack_funcs(("gges", "tgsen"), (np.zeros((1, 1), complex),))
 
 
+# Distinct Bloch modes carry no cross-current; numerically, two channels of *nearly* equal Bloch
+# factor do: the eigenvectors of a close pair are determined only to ~eps/|lam_a - lam_b|, and at
+# low frequency, where every acoustic lam approaches 1 and the currents vanish like omega, the
+# flux normalisation magnifies that.  Measured on an acoustic pair split by 5e-6 in lam (a
+# strained lead's two TA branches at 0.05 THz): flux-normalised cross-current 2.6e-8, so
+# T + R - 1 = 1.3e-8.  Clusters whose channels cross-couple by more than this (flux-normalised) are
+# merged and their current form diagonalised together, which makes the channels exactly
+# current-orthogonal again (the merged channels stay exact solutions of the lead).  Only clusters
+# whose Bloch factors are that close are merged: mixing channels of distant lam would blur the lam
+# each channel reports (the incident projection matches channels by lam to 1e-4, solve.LAM_TOL).
+_CROSS_CURRENT_MERGE = 1e-11
+_MERGE_LAM_MAX = 1e-4
+
+
+def _merge_cross_current_clusters(X, J, channel_cluster, labels, apply_k, lam):
+    """Eigenvalue-cluster labels with clusters joined where their channels cross-couple
+    (flux-normalised cross-current above ``_CROSS_CURRENT_MERGE``, Bloch factors within
+    ``_MERGE_LAM_MAX``), or None if none do.  ``lam``: the channels' Bloch factors."""
+    if J.size < 2:
+        return None
+    scale = 1.0 / np.sqrt(np.abs(J))
+    C = (X.conj().T @ apply_k(X)) * np.outer(scale, scale)
+    coupled = np.abs(C) > _CROSS_CURRENT_MERGE
+    coupled &= channel_cluster[:, None] != channel_cluster[None, :]
+    coupled &= np.abs(lam[:, None] - lam[None, :]) <= _MERGE_LAM_MAX
+    if not coupled.any():
+        return None
+    # union of clusters linked by a coupled pair of channels
+    n_clusters = labels.max() + 1
+    parent = list(range(n_clusters))
+
+    def root(c):
+        while parent[c] != c:
+            parent[c] = parent[parent[c]]
+            c = parent[c]
+        return c
+
+    for a, b in zip(*np.nonzero(coupled)):
+        ra, rb = root(int(channel_cluster[a])), root(int(channel_cluster[b]))
+        if ra != rb:
+            parent[max(ra, rb)] = min(ra, rb)
+    roots = np.array([root(c) for c in range(n_clusters)])
+    _, new = np.unique(roots[labels], return_inverse=True)
+    return new.reshape(labels.shape)
+
+
 def lead_modes(h00, h01, omega: float, *, tol: float = 1e-6, edge_rel: float = 1e-4,
                sides: tuple[str, ...] = ("left", "right"), check: bool = True,
                h01_norm: float | None = None) -> LeadModes:
@@ -466,25 +512,35 @@ def lead_modes(h00, h01, omega: float, *, tol: float = 1e-6, edge_rel: float = 1
         Sp, Tp = SU[:k_unit, :k_unit], TU[:k_unit, :k_unit]
         lam_p = np.diag(Sp) / np.diag(Tp)
         labels = _single_linkage(lam_p, 2.0 * tol)
-        n_clusters = labels.max() + 1
         eye_p = np.eye(k_unit, dtype=complex)
-        for c in range(n_clusters):
-            members = labels == c
-            m = int(np.count_nonzero(members))
-            if n_clusters == 1:
-                Y, Sc, Tc = Zp, Sp, Tp
-            else:
-                # Invariant subspace of this cluster: reorder the small
-                # triangular pencil (already in Schur form) so that the cluster comes first.
-                Ss, Ts, _, Zs = _reorder(Sp, Tp, eye_p, eye_p, members)
-                Y, Sc, Tc = Zp @ Zs[:, :m], Ss[:m, :m], Ts[:m, :m]
-            x, j, bad = _current_diagonal_basis(Y, Sc, Tc, apply_k)
-            vecs.append(x)
-            currents.append(j)
-            defective.append(np.full(j.size, bad))
-        X = np.hstack(vecs)
-        J = np.concatenate(currents)
-        defective = np.concatenate(defective)
+
+        def channels(labels):
+            vecs, currents, defective = [], [], []
+            n_clusters = labels.max() + 1
+            for c in range(n_clusters):
+                members = labels == c
+                m = int(np.count_nonzero(members))
+                if n_clusters == 1:
+                    Y, Sc, Tc = Zp, Sp, Tp
+                else:
+                    # Invariant subspace of this cluster: reorder the small
+                    # triangular pencil (already in Schur form) so that the cluster comes first.
+                    Ss, Ts, _, Zs = _reorder(Sp, Tp, eye_p, eye_p, members)
+                    Y, Sc, Tc = Zp @ Zs[:, :m], Ss[:m, :m], Ts[:m, :m]
+                x, j, bad = _current_diagonal_basis(Y, Sc, Tc, apply_k)
+                vecs.append(x)
+                currents.append(j)
+                defective.append(np.full(j.size, bad))
+            return np.hstack(vecs), np.concatenate(currents), np.concatenate(defective), \
+                np.concatenate([np.full(np.count_nonzero(labels == c), c) for c in range(n_clusters)])
+
+        X, J, defective, channel_cluster = channels(labels)
+        u_, w_ = X[:n], X[n:]
+        lam_channels = np.einsum("ij,ij->j", u_.conj(), w_) / np.einsum("ij,ij->j", u_.conj(), u_).real
+        merged = _merge_cross_current_clusters(X, J, channel_cluster, labels, apply_k, lam_channels)
+        if merged is not None:
+            labels = merged
+            X, J, defective, _ = channels(labels)
     else:
         X = np.zeros((2 * n, 0), complex)
         J = np.zeros(0)

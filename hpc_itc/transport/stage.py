@@ -51,7 +51,7 @@ from .solve import (  # noqa: F401  (re-exported: the ldos stage and the tests u
     solve_column,
 )
 from .symmetry import IFC_TOL, InplaneSymmetry, MeshReduction, find_inplane_symmetry, reduce_mesh
-from .sampling import auto_qz_refine, band_maximum, refined_mesh
+from .sampling import auto_qz_refine, band_maximum, qz_end_weights, refined_mesh
 from .system import InterfaceSystem, build_system, homogeneous_system
 
 STAGE = "transport"
@@ -202,7 +202,8 @@ def plan(system: InterfaceSystem, st: dict, reds: dict) -> list[Task]:
         kind = "mesh" if mesh == st["q_mesh"] else "sweep"
         for direction in st["directions"]:
             red = reds[(mesh, direction)]
-            part = f"{kind}-{direction}-{mesh_name(mesh)}-b{size}-g{red.n_ops_used}"
+            # "-w": checkpoints carry quadrature weights (older ones, without, are not mixed in)
+            part = f"{kind}-{direction}-{mesh_name(mesh)}-b{size}-g{red.n_ops_used}-w"
             n = len(red.representatives)
             for b in range(0, n, size):
                 tasks.append(Task(part, b // size, "mesh", direction, mesh, tuple(range(b, min(b + size, n)))))
@@ -233,6 +234,7 @@ def run_task(system: InterfaceSystem, task: Task, st: dict, reds: dict) -> dict[
         return {"point": np.array(task.items, int), **res}
     red: MeshReduction = reds[(task.mesh, task.direction)]
     n3 = task.mesh[2]
+    _, towards = DIRECTION_SIDE[task.direction]
     parts = []
     for r in task.items:
         i, j = red.representatives[r]
@@ -243,6 +245,7 @@ def run_task(system: InterfaceSystem, task: Task, st: dict, reds: dict) -> dict[
             idx[:, 2] = (idx[:, 2] + dk) % n3
             copy = dict(res, mesh_index=idx)
             copy["symmetry_image"] = np.full(len(idx), m > 0)
+            copy["quadrature_weight"] = qz_end_weights(idx, res["band"], n3, towards)
             parts.append(copy)
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
@@ -273,10 +276,12 @@ def stage_transport(ctx) -> None:
                   "x".join(map(str, st["q_mesh"])))
         _log.info("transport: mesh %s, %d in-plane columns per direction, %s irreducible under %d in-plane operations "
                   "(largest force-constant mismatch %.1e, %d candidates rejected); %d tasks, %d to do; device %d dof in %d blocks, "
-                  "principal layers %d/%d dof; solver %s",
+                  "principal layers %d/%d dof; solver %s; acoustic sum rule across the contacts restored "
+                  "(largest on-site change %.1e eV/Å^2)",
                   st["q_mesh"], st["q_mesh"][0] * st["q_mesh"][1], len(main.representatives) if main else 0,
                   symmetry.order, symmetry.max_ifc_violation, symmetry.rejected, len(tasks), len(todo), system.n_device_dof,
-                  len(system.partition) - 1, system.left.n_dof, system.right.n_dof, st["solver"])
+                  len(system.partition) - 1, system.left.n_dof, system.right.n_dof, st["solver"],
+                  system.sum_rule_correction_eV_A2)
     mine = [todo[k] for k in my_share(range(len(todo)), ctx.comm)]
     progress = logmod.Progress(_log, "transport tasks (rank 0 share)", len(mine), ctx.cfg["run"]["progress_seconds"])
     # the block solves (and lead modes) are small matrices: threaded BLAS only adds overhead, and on
@@ -310,8 +315,9 @@ def conductance(system: InterfaceSystem, direction: str, d: dict, mesh, temps) -
     omega_rad_s = d["omega"] * OMEGA_UNIT_RAD_S
     speed = towards * d["vz"] * OMEGA_UNIT_RAD_S * 1e-10  # |v_z| towards the interface, m/s
     nq = int(np.prod(mesh))
-    h = landauer.conductance_MW_m2K(omega_rad_s, speed, d["transmission"], temps, volume, nq)
-    h_rad = landauer.radiation_limit_MW_m2K(omega_rad_s, speed, temps, volume, nq)
+    quad = d["quadrature_weight"]
+    h = landauer.conductance_MW_m2K(omega_rad_s, speed, d["transmission"], temps, volume, nq, quad)
+    h_rad = landauer.radiation_limit_MW_m2K(omega_rad_s, speed, temps, volume, nq, quad)
     return h, h_rad
 
 
@@ -401,7 +407,7 @@ def _write(ctx, system: InterfaceSystem, tasks, symmetry: InplaneSymmetry, reds,
             h, h_rad = conductance(system, direction, d, mesh, temps)
             spectral, cumulative = [], []
             for temp in temps:
-                weight = _mode_weight(omega_rad_s, speed, temp)
+                weight = _mode_weight(omega_rad_s, speed, temp) * d["quadrature_weight"]
                 spectral.append(landauer.spectral_transmission(freq, weight, d["transmission"], edges))
                 contrib = weight * d["transmission"] / (nq * volume * 1e-30) / 1e6
                 cumulative.append(landauer.cumulative_conductance(freq, contrib, edges[1:]))
@@ -418,6 +424,9 @@ def _write(ctx, system: InterfaceSystem, tasks, symmetry: InplaneSymmetry, reds,
             write_rows(sub, "vz", rows("vz", _vz_m_s), "m/s")
             write_rows(sub, "transmission", rows("transmission"))
             write_rows(sub, "reflection", rows("reflection"))
+            write_rows(sub, "quadrature_weight", rows("quadrature_weight"),
+                       doc="weight of the mode in the Landauer sums: 1, except the acoustic modes at the first two q_z "
+                           "of the Gamma column (2 and 1/2: the trapezoid end correction at q_z = 0, sampling.qz_end_weights)")
             write_rows(sub, "symmetry_image", rows("symmetry_image", partial(_as_dtype, dtype="bool")),
                        doc="true: T, R copied from the symmetry-equivalent mode of the irreducible column of its orbit")
             write_rows(sub, "solve_code", rows("solve_code", partial(_as_dtype, dtype="int8")),
@@ -459,6 +468,7 @@ def _write(ctx, system: InterfaceSystem, tasks, symmetry: InplaneSymmetry, reds,
         write_array(g, "symmetry_rotations", symmetry.rotations,
                     doc="Cartesian in-plane point operations shared by device and leads, used to reduce the k_par mesh")
         g.attrs["symmetry_max_ifc_violation"] = symmetry.max_ifc_violation
+        g.attrs["junction_sum_rule_correction_eV_A2"] = system.sum_rule_correction_eV_A2
         g.attrs["symmetry_rejected_operations"] = symmetry.rejected
         g.attrs["solver"] = st["solver"]
         g.attrs["device_model"] = st["device_model"]
