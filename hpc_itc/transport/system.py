@@ -204,7 +204,7 @@ def homogeneous_system(primitive: RealSpaceIFC, n_device_layers: int, repeat: tu
         pp.append(bulk.phi[keep])
     lattice = bulk.lattice.copy()
     device = RealSpaceIFC(lattice, positions, masses, np.concatenate(ii), np.concatenate(jj), np.vstack(ss), np.concatenate(pp))
-    return InterfaceSystem(primitive, primitive, lead, lead, device, repeat)
+    return enforce_junction_sum_rule(InterfaceSystem(primitive, primitive, lead, lead, device, repeat))
 
 
 @dataclass
