@@ -503,9 +503,12 @@ def stage_force_constants(ctx) -> None:
 
 def _force_rows(ctx, plan: PartPlan, forces: np.ndarray) -> list:
     """Rows of the ``forces`` table: the checkpoint of each evaluated displacement (read by the rank that
-    writes it under MPI-IO), rank 0's bulk-lead forces for the others (interface route)."""
+    writes it under MPI-IO), rank 0's bulk-lead forces for the others (interface route).  The root
+    writer takes them all from ``forces``, which rank 0 has already read."""
     from .h5io import MemoryRows
 
+    if ctx.writer_mode() == "root":
+        return [MemoryRows(forces)]
     computed = set(plan.task_ids)
     return [ctx.results.checkpoint_rows(STAGE, plan.name, k, "forces", one_row=True) if k in computed else MemoryRows(forces[k : k + 1])
             for k in range(plan.n_displacements)]
@@ -527,7 +530,6 @@ def _stage_writer(ctx, het, plans: list[PartPlan], opts: dict):
         ifc = real_space_ifc(plan.phonon, plan.unitcell)
         attrs = {**sums, **cutoff_correction(ifc, cutoff), "n_force_evaluations": plan.n_force_evaluations,
                  "n_displacements_symmetry_reduced": plan.n_displacements, "n_displacements_naive": plan.n_displacements_naive}
-        extra = {}
         _log.info("%s: %d force calls (%d symmetry-reduced displacements, %d naive), sum-rule violation %.2e -> %.2e eV/Å^2, "
                   "cutoff %.2f Å moves up to %.2e eV/Å^2 (%.1e of the largest on-site element) into the on-site blocks",
                   plan.name, plan.n_force_evaluations, plan.n_displacements, plan.n_displacements_naive,
@@ -541,7 +543,6 @@ def _stage_writer(ctx, het, plans: list[PartPlan], opts: dict):
                 outside = float(deviation[~plan.zone].max()) if (~plan.zone).any() else 0.0
                 attrs.update(interface_radius_A=plan.radius_A, interface_plane_z_A=interface_plane_z(het),
                              max_bulk_site_deviation_outside_zone_A=outside)
-                extra["interface_zone"] = plan.zone
                 _log.info("device route 'interface': atoms outside the zone sit up to %.4f Å from their bulk sites "
                           "(their rows are bulk rows; the zone's atoms up to %.4f Å)", outside,
                           float(deviation[plan.zone].max()) if plan.zone.any() else 0.0)
@@ -555,10 +556,10 @@ def _stage_writer(ctx, het, plans: list[PartPlan], opts: dict):
                       ph.frequencies_at("G").max(), np.round(ph.frequencies_at("X"), 2).tolist(),
                       np.round(ph.frequencies_at("L"), 2).tolist(),
                       ("; vs experiment: " + ", ".join(f"{l} {c:.2f}/{r:.2f}" for l, c, r in ph.comparison)) if ph.comparison else "")
-        records.append((plan, forces, np.array(plan.phonon.force_constants), attrs, extra))
+        records.append((plan, forces, plan.phonon.force_constants, attrs))
 
     def write(g) -> None:
-        for plan, forces, fcs, attrs, extra in records:
+        for plan, forces, fcs, attrs in records:
             sub = g.create_group(plan.name)
             cell = plan.unitcell
             write_array(sub, "unitcell_positions", cell.positions, "Å")
@@ -572,8 +573,8 @@ def _stage_writer(ctx, het, plans: list[PartPlan], opts: dict):
                        doc="MLIP forces where 'computed' is true, bulk-lead forces elsewhere (interface route)")
             write_array(sub, "computed", np.isin(np.arange(plan.n_displacements), plan.task_ids), doc="displacement evaluated with the MLIP")
             write_array(sub, "force_constants", fcs, "eV/Å^2", doc="phonopy compact format (unit-cell atom, supercell atom, 3, 3)")
-            if "interface_zone" in extra:
-                write_array(sub, "interface_zone", extra["interface_zone"], doc="unit-cell atoms whose rows come from MLIP forces")
+            if plan.name == "device" and plan.zone is not None:
+                write_array(sub, "interface_zone", plan.zone, doc="unit-cell atoms whose rows come from MLIP forces")
             for k, v in attrs.items():
                 sub.attrs[k] = v
             if plan.name in phonons:

@@ -122,7 +122,7 @@ def write_rows(group: h5py.Group, name: str, blocks: Sequence[CheckpointRows | M
         return
     arrays = [b.load() for b in blocks]
     shape, dtype = _table_type(f"{group.name}/{name}", [(a.shape[1:], a.dtype) for a in arrays])
-    data = np.concatenate([a.reshape((-1, *shape)).astype(dtype, copy=False) for a in arrays]) if arrays else np.empty((0, *shape), dtype)
+    data = np.concatenate([a.reshape((-1, *shape)).astype(dtype, copy=False) for a in arrays])
     write_array(group, name, data, unit, doc)
 
 
@@ -151,7 +151,7 @@ def h5py_has_mpi() -> bool:
 
 def mpio_available(comm: Any) -> tuple[bool, str]:
     """(usable, why not): mpio needs an mpi4py communicator of more than one rank and h5py built with MPI."""
-    if getattr(comm, "size", 1) <= 1 or type(comm).__module__ == "hpc_itc.parallel":
+    if getattr(comm, "size", 1) <= 1:  # (hpc_itc.parallel.SerialComm has size 1)
         return False, "the run has one rank"
     if not h5py_has_mpi():
         return False, "h5py is built without MPI (h5py.get_config().mpi is False)"

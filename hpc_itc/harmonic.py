@@ -103,15 +103,21 @@ class RealSpaceIFC:
         np.add.at(dropped, self.i[~keep], self.phi[~keep])
         # fold the dropped tail into the (single, merged) on-site block of each atom
         onsite_idx = np.flatnonzero(onsite)
-        first = {}
-        for p in onsite_idx:
-            first.setdefault(int(self.i[p]), p)
-        for atom, p in first.items():
-            phi[p] = phi[p] + dropped[atom]
+        for atom, p in enumerate(self.onsite_pairs()):
+            if p >= 0:
+                phi[p] = phi[p] + dropped[atom]
         for p in onsite_idx:
             phi[p] = 0.5 * (phi[p] + phi[p].T)
         out = RealSpaceIFC(self.lattice, self.positions, self.masses, self.i[keep], self.j[keep], self.shift[keep], phi[keep])
         return out, out.sum_rule_violation()
+
+    def onsite_pairs(self) -> np.ndarray:
+        """Index of each atom's (first) on-site pair Phi(i, i, T = 0), -1 for an atom without one."""
+        out = -np.ones(self.n_atoms, dtype=int)
+        onsite = np.flatnonzero((self.i == self.j) & ~self.shift.any(axis=1))
+        atoms, first = np.unique(self.i[onsite], return_index=True)
+        out[atoms] = onsite[first]
+        return out
 
     def sum_rule_violation(self) -> float:
         """max |sum_{j,T} Phi(i, j+T)| over atoms and Cartesian elements (eV/Å^2)."""

@@ -63,7 +63,7 @@ def summary(path: str | Path) -> dict[str, Any]:
                 if "phonons" in g[p]:
                     from .phonons import read_phonons
 
-                    entry["phonons_THz"] = _jsonable(read_phonons(g[p]["phonons"]))
+                    entry["phonons_THz"] = read_phonons(g[p]["phonons"])  # plain Python already
                 parts[p] = entry
             out["force_constants"] = parts
         if "transport" in complete:
@@ -103,20 +103,6 @@ def summary(path: str | Path) -> dict[str, Any]:
     if pending:
         out["checkpointed_tasks"] = pending
     return out
-
-
-def _jsonable(x):
-    if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, np.ndarray):
-        return _jsonable(x.tolist())
-    if isinstance(x, (np.floating, np.integer)):
-        return x.item()
-    if isinstance(x, bytes):
-        return x.decode()
-    return x
 
 
 def _checkpointed(path: Path) -> dict[str, int]:

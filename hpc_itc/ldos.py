@@ -22,7 +22,6 @@ from .results import StageTimer, write_array
 
 STAGE = "ldos"
 _log = logmod.get("ldos")
-LAM_TOL = 1e-4  # as in the transport stage: admits nearly degenerate partners
 
 
 # ---- numerical core --------------------------------------------------------------------
@@ -31,7 +30,7 @@ def scattering_amplitudes(system, direction: str, mesh, i: int, j: int) -> dict[
 
     Returns frequency (THz) and weight (n_modes, n_device_atoms).
     """
-    from .transport.solve import SHIFT_REL
+    from .transport.solve import LAM_TOL, at_or_near
     from .transport.stage import DIRECTION_SIDE, OMEGA_MIN_THZ
     from .transport.system import incident_modes_at
 
@@ -45,23 +44,16 @@ def scattering_amplitudes(system, direction: str, mesh, i: int, j: int) -> dict[
 
     def device_displacement(omega, lam, incoming):
         sm = junction.solve(omega)
-        lams, vecs, psi = (sm.lam_in_L, sm.vec_in_L, sm.psi_D_from_left) if side == "left" else (sm.lam_in_R, sm.vec_in_R, sm.psi_D_from_right)
-        sel = np.flatnonzero(np.abs(lams - lam) <= LAM_TOL)
         # the scattering state is linear in the incident wave: expand it in the channels
-        c, *_ = np.linalg.lstsq(vecs[:, sel], incoming, rcond=None)
-        residual = np.linalg.norm(vecs[:, sel] @ c - incoming) / np.linalg.norm(incoming)
-        if not sel.size or residual > 1e-6:
-            raise ValueError(f"{direction}: bulk mode at {omega * OMEGA_TO_THZ:.4f} THz not spanned by the incoming channels (residual {residual:.1e})")
-        return psi[:, sel] @ c
+        sel, c = sm.expand_incident(side, lam, incoming, lam_tol=LAM_TOL)
+        return (sm.psi_D_from_left if side == "left" else sm.psi_D_from_right)[:, sel] @ c
 
     for n, (omega, row, vec) in enumerate(zip(modes.omega, modes.mesh_index, modes.vectors)):
         phases = 2 * np.pi * np.array([i / mesh[0], j / mesh[1], row[2] / mesh[2]])
         lam = np.exp(1j * lead.p * phases[2])
         incoming = lead.bloch_vector(vec, phases, system.repeat)
-        try:
-            u = device_displacement(omega, lam, incoming)
-        except ValueError:  # a folded band edge at exactly omega (in-plane supercells), as in the transport stage
-            u = device_displacement(omega * (1.0 + SHIFT_REL), lam, incoming)
+        # a folded band edge at exactly omega (in-plane supercells): solved nearby, as in the transport stage
+        u, _ = at_or_near(lambda w: device_displacement(w, lam, incoming), omega)
         weight[n] = (np.abs(u.reshape(n_atoms, 3)) ** 2).sum(axis=1)
     return {"frequency": modes.omega * OMEGA_TO_THZ, "weight": weight}
 

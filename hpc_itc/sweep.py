@@ -20,8 +20,7 @@ validated with :func:`hpc_itc.config.validate` before anything is written.
                                                        defaults to $SLURM_ARRAY_TASK_ID); works under srun
     python -m hpc_itc sweep-collect SWEEP.toml --out DIR   sweep.csv, sweep.json, sweep_itc.png
 
-Until these subcommands are wired into ``hpc_itc.cli``, ``python -m hpc_itc.sweep sweep-size ...``
-(same arguments) does the same.
+``python -m hpc_itc.sweep sweep-size ...`` (same arguments) does the same.
 """
 
 from __future__ import annotations
@@ -34,7 +33,6 @@ import json
 import math
 import os
 import sys
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -107,13 +105,7 @@ def load(path: str | Path) -> Sweep:
     from . import config
 
     path = Path(path)
-    if not path.is_file():
-        raise InputError("input", f"file '{path}' not found; give the path of a sweep TOML input")
-    try:
-        with path.open("rb") as fh:
-            raw = tomllib.load(fh)
-    except tomllib.TOMLDecodeError as exc:
-        raise InputError("input", f"'{path}' is not valid TOML ({exc})") from None
+    raw = config.read_toml(path, "a sweep TOML input")
     table = raw.pop("sweep", None)
     if not isinstance(table, dict) or not table:
         raise InputError("sweep", "a sweep input needs a [sweep] table mapping dotted keys to lists of values, e.g. \"structure.n_fraction\" = [0.0, 1.0]")
@@ -383,15 +375,10 @@ def dispatch(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m hpc_itc.sweep")
-    sub = p.add_subparsers(dest="command", required=True)
-    add_subparsers(sub)
-    args = p.parse_args(argv)
-    try:
-        return dispatch(args)
-    except InputError as exc:
-        print(f"error: {exc.key}: {exc.message}", file=sys.stderr)
-        return 2
+    """``python -m hpc_itc.sweep SUBCOMMAND ...``: the sweep subcommands of :func:`hpc_itc.cli.main`."""
+    from .cli import main as cli_main
+
+    return cli_main(list(sys.argv[1:] if argv is None else argv))
 
 
 if __name__ == "__main__":

@@ -225,6 +225,7 @@ def test_mpio_and_root_writers_give_the_same_file(tmp_path, mpi_or_skip, ranks):
         if a[0] == "dataset":
             assert a[1:3] == b[1:3], name  # shape, dtype
             assert np.array_equal(a[3], b[3]), name  # bit for bit: the same rows, the same transforms
+        assert a[-1].keys() == b[-1].keys(), name  # the same attributes (zip below stops at the shorter list)
         for (ka, va), (kb, vb) in zip(sorted(a[-1].items()), sorted(b[-1].items())):
             assert ka == kb and np.array_equal(va, vb), (name, ka)
     with h5py.File(tmp_path / "root.h5") as f, h5py.File(tmp_path / "mpio.h5") as g:

@@ -369,6 +369,12 @@ _CROSS_CURRENT_MERGE = 1e-11
 _MERGE_LAM_MAX = 1e-4
 
 
+def _pair_bloch_factors(X: np.ndarray, n: int) -> np.ndarray:
+    """Bloch factor lam of each pair vector [psi_j; psi_{j+1}] = [u; lam u] (least squares: u^H w / u^H u)."""
+    u, w = X[:n], X[n:]
+    return np.einsum("ij,ij->j", u.conj(), w) / np.einsum("ij,ij->j", u.conj(), u).real
+
+
 def _merge_cross_current_clusters(X, J, channel_cluster, labels, apply_k, lam):
     """Eigenvalue-cluster labels with clusters joined where their channels cross-couple
     (flux-normalised cross-current above ``_CROSS_CURRENT_MERGE``, Bloch factors within
@@ -505,7 +511,6 @@ def lead_modes(h00, h01, omega: float, *, tol: float = 1e-6, edge_rel: float = 1
     apply_k = _current_operator(h01, float(omega))
     k_scale = float(omega) * max(h01_norm, np.finfo(float).tiny)
 
-    vecs, currents, defective = [], [], []
     if k_unit > 0:
         SU, TU, _, ZU = _reorder(S0, T0, Q0, Z0, unit)
         Zp = ZU[:, :k_unit]
@@ -535,9 +540,7 @@ def lead_modes(h00, h01, omega: float, *, tol: float = 1e-6, edge_rel: float = 1
                 np.concatenate([np.full(np.count_nonzero(labels == c), c) for c in range(n_clusters)])
 
         X, J, defective, channel_cluster = channels(labels)
-        u_, w_ = X[:n], X[n:]
-        lam_channels = np.einsum("ij,ij->j", u_.conj(), w_) / np.einsum("ij,ij->j", u_.conj(), u_).real
-        merged = _merge_cross_current_clusters(X, J, channel_cluster, labels, apply_k, lam_channels)
+        merged = _merge_cross_current_clusters(X, J, channel_cluster, labels, apply_k, _pair_bloch_factors(X, n))
         if merged is not None:
             labels = merged
             X, J, defective, _ = channels(labels)
@@ -557,7 +560,7 @@ def lead_modes(h00, h01, omega: float, *, tol: float = 1e-6, edge_rel: float = 1
     u, w = Xf[:n], Xf[n:]
     uu = np.einsum("ij,ij->j", u.conj(), u).real
     ww = np.einsum("ij,ij->j", w.conj(), w).real
-    lam = np.einsum("ij,ij->j", u.conj(), w) / uu
+    lam = _pair_bloch_factors(Xf, n)
     # v = J / (omega^2 phi^H phi), using the pair-averaged norm (exact for Bloch modes).
     vel = np.sign(J) / (w2 * 0.5 * (uu + ww))
     # A numerically defective cluster sits exactly on a band edge, where the

@@ -155,11 +155,24 @@ class ScatteringMatrix:
         an incoming propagating solution at this frequency, e.g. it is
         outgoing or belongs to another frequency).
         """
+        sel, c = self.expand_incident(side, lam, vector, lam_tol=lam_tol, residual_tol=residual_tol)
+        t, r = (self.t_LR, self.r_LL) if _side(side) == "left" else (self.t_RL, self.r_RR)
+        flux = float(np.vdot(c, c).real)
+        tt = float(np.linalg.norm(t[:, sel] @ c) ** 2 / flux)
+        rr = float(np.linalg.norm(r[:, sel] @ c) ** 2 / flux)
+        return tt, rr
+
+    def expand_incident(self, side: str, lam: complex, vector, *, lam_tol: float | None = None,
+                        residual_tol: float = 1e-6) -> tuple[np.ndarray, np.ndarray]:
+        """(channel indices, coefficients) of an incident wave in the incoming channels of ``side``.
+
+        ``vector ~= vec_in[:, sel] @ c`` by least squares over the channels whose
+        Bloch factor lies within ``lam_tol`` of ``lam``; the arguments and the
+        ValueError are those of :meth:`incident`.  The scattering state of the wave
+        is then ``psi_D_from_<side>[:, sel] @ c`` on the device.
+        """
         side = _side(side)
-        if side == "left":
-            lams, vecs, t, r = self.lam_in_L, self.vec_in_L, self.t_LR, self.r_LL
-        else:
-            lams, vecs, t, r = self.lam_in_R, self.vec_in_R, self.t_RL, self.r_RR
+        lams, vecs = (self.lam_in_L, self.vec_in_L) if side == "left" else (self.lam_in_R, self.vec_in_R)
         vector = np.asarray(vector, dtype=complex).reshape(-1)
         if vector.size != vecs.shape[0]:
             raise ValueError(f"vector has length {vector.size}, the {side} lead has {vecs.shape[0]} dof per PL")
@@ -180,10 +193,7 @@ class ScatteringMatrix:
                 f"incident vector is not a combination of the incoming {side} channels with "
                 f"lam={lam:.6g} (relative residual {resid:.3g})"
             )
-        flux = float(np.vdot(c, c).real)
-        tt = float(np.linalg.norm(t[:, sel] @ c) ** 2 / flux)
-        rr = float(np.linalg.norm(r[:, sel] @ c) ** 2 / flux)
-        return tt, rr
+        return sel, c
 
 
 def _side(side: str) -> str:
@@ -617,7 +627,6 @@ def caroli_transmission(
     *,
     eta_rel: float = 1e-12,
     max_iter: int = 300,
-    richardson: bool = False,
     surface: str = "decimation",
 ) -> float:
     """Total transmission Tr[Gamma_L G Gamma_R G^H] from Green's functions (cross-check).
@@ -634,10 +643,9 @@ def caroli_transmission(
     The result approaches the sum of modal transmissions linearly in ``eta``
     (observed deviation ~10-100 x eta_rel), but the decimation's rounding error
     grows like eps / eta_rel at some frequencies (seen up to 1e-4 at
-    eta_rel = 1e-12 in a 378-dof Cu/diamond device).  ``richardson=True``
-    evaluates at eta_rel, eta_rel/2, eta_rel/4 and extrapolates to eta -> 0
-    (error O(eta^3)); with eta_rel ~1e-6 that is accurate to ~1e-8 everywhere
-    seen, the setting the transport stage uses for its Caroli check.
+    eta_rel = 1e-12 in a 378-dof Cu/diamond device).  Values at eta_rel,
+    eta_rel/2, eta_rel/4 extrapolated by :func:`richardson_eta` (error O(eta^3))
+    are what the transport stage's Caroli check compares.
     """
     left = _as_blocks(left)
     right = _as_blocks(right)
@@ -646,11 +654,6 @@ def caroli_transmission(
         raise ValueError(f"omega must be a positive finite number, got {omega!r}")
     if surface not in ("decimation", "modes"):
         raise ValueError(f"surface must be 'decimation' or 'modes', got {surface!r}")
-    if richardson:
-        t1, t2, t4 = (caroli_transmission(left, right, h_d, v_ld, v_dr, omega, eta_rel=eta_rel / f, max_iter=max_iter,
-                                          surface=surface)
-                      for f in (1, 2, 4))
-        return richardson_eta(t1, t2, t4)
     w2 = float(omega) ** 2
     z = w2 + 1j * eta_rel * w2
     # Left lead: semi-infinite towards -inf, surface PL 0; next PL inwards (-1) via h10.

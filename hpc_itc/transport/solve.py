@@ -61,6 +61,15 @@ _CODES = {"rgf": SOLVED_RGF, "dense": SOLVED_DENSE, "rgf->dense": SOLVED_RGF_FAL
 SHIFT_REL = 1e-7
 
 
+def at_or_near(attempt, omega: float):
+    """(``attempt(omega)``, False), or (``attempt(omega (1 + SHIFT_REL))``, True) where the first
+    raises ValueError (LeadModeError included): the retry policy of every per-mode solve."""
+    try:
+        return attempt(omega), False
+    except ValueError:
+        return attempt(omega * (1.0 + SHIFT_REL)), True
+
+
 @dataclass
 class ChannelScreen:
     """Outer bound of the frequencies at which a lead has propagating channels, at one k_par.
@@ -133,16 +142,15 @@ def solve_incident(system: InterfaceSystem, side: str, theta: np.ndarray, omegas
                 continue
         if junction is None:
             junction = system.junction(theta)
-        try:
-            sm = junction.solve(omega, method=method)
-            for m in members:
-                t_out[m], r_out[m] = sm.incident(side, lams[m], vectors[m], lam_tol=LAM_TOL)
-            code[members] = _CODES[sm.solver]
-        except ValueError:  # LeadModeError included: a folded band edge at exactly omega (see SHIFT_REL)
-            sm = junction.solve(omega * (1.0 + SHIFT_REL), method=method)
-            for m in members:
-                t_out[m], r_out[m] = sm.incident(side, lams[m], vectors[m], lam_tol=LAM_TOL)
-            code[members] = SOLVED_SHIFTED
+
+        def scatter(w, members=members):
+            sm = junction.solve(w, method=method)
+            return sm.solver, [sm.incident(side, lams[m], vectors[m], lam_tol=LAM_TOL) for m in members]
+
+        (solver, pairs), shifted = at_or_near(scatter, omega)  # a folded band edge at exactly omega: SHIFT_REL
+        for m, (t, r) in zip(members, pairs):
+            t_out[m], r_out[m] = t, r
+        code[members] = SOLVED_SHIFTED if shifted else _CODES[solver]
     return t_out, r_out, code
 
 
@@ -253,11 +261,11 @@ def caroli_samples(theta: np.ndarray, omega: np.ndarray, code: np.ndarray, count
 
 CAROLI_ETA_REL = 1e-10  # broadening of the mode-based surface Green's functions (Richardson, 3 points)
 CAROLI_DECIMATION_ETA_REL = 1e-6  # Lopez-Sancho decimation (Richardson, 3 points)
-CAROLI_SLOW_REL = 1e-3
+CAROLI_SLOW_REL = 1e-3  # skip points where a channel is slower than this fraction of the fastest (band edges)
 # a Green's-function estimate counts as converged in eta when its quadratic (three-point) and
 # linear (two-point) extrapolations agree to this: true where T(eta) is smooth, false at the
 # sqrt(eta) behaviour of a band edge or flat band and where rounding drifts
-CAROLI_CONVERGED = 1e-9  # skip points where a channel is slower than this fraction of the fastest (band edges)
+CAROLI_CONVERGED = 1e-9
 
 
 def caroli_difference(system: InterfaceSystem, side: str, theta: np.ndarray, omega: float) -> tuple[float, float] | None:

@@ -34,7 +34,7 @@ from threadpoolctl import threadpool_limits
 from .. import log as logmod
 from ..harmonic import OMEGA_TO_THZ, OMEGA_UNIT_RAD_S
 from ..parallel import my_share, ranks_on_node
-from ..h5io import write_rows
+from ..h5io import MemoryRows, write_rows
 from ..results import StageTimer, write_array
 from . import landauer
 from .bzpath import lead_path
@@ -343,8 +343,14 @@ def _caroli(system: InterfaceSystem, direction: str, d: dict, mesh, count: int) 
     return worst, used
 
 
-def _mode_rows(ctx, tasks, direction: str, mesh, key: str, transform=None) -> list:
-    """Per-mode table rows of one direction on ``mesh``: the checkpoints' ``key`` in task order (as :func:`_gather`)."""
+def _mode_rows(ctx, tasks, direction: str, mesh, key: str, gathered: dict, transform=None) -> list:
+    """Per-mode table rows of one direction on ``mesh``: the checkpoints' ``key`` in task order (as :func:`_gather`).
+
+    The root writer takes them from ``gathered`` (that direction's :func:`_gather`, already read by
+    rank 0); under MPI-IO each rank reads the checkpoints of its share.
+    """
+    if ctx.writer_mode() == "root":
+        return [MemoryRows(gathered[key] if transform is None else transform(gathered[key]))]
     mine = sorted((t for t in tasks if t.kind == "mesh" and t.direction == direction and t.mesh == mesh), key=lambda t: t.task_id)
     return [ctx.results.checkpoint_rows(STAGE, t.part, t.task_id, key, transform=transform) for t in mine]
 
@@ -415,7 +421,7 @@ def _write(ctx, system: InterfaceSystem, tasks, symmetry: InplaneSymmetry, reds,
             worst = max(worst, float(err.max()) if len(err) else 0.0)
             # per-mode tables: rows straight from the checkpoints (collective MPI-IO writes where h5py has MPI)
             def rows(key, transform=None):
-                return _mode_rows(ctx, tasks, direction, mesh, key, transform)
+                return _mode_rows(ctx, tasks, direction, mesh, key, d, transform)
 
             write_rows(sub, "frequency", rows("omega", partial(_scaled, factor=OMEGA_TO_THZ)), "THz")
             write_rows(sub, "q_frac", rows("mesh_index", partial(_over_mesh, mesh=tuple(mesh))),

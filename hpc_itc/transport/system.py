@@ -156,21 +156,12 @@ def enforce_junction_sum_rule(system: InterfaceSystem) -> InterfaceSystem:
     dev = system.device
     residual = junction_sum_rule_residual(system)
     correction = 0.5 * (residual + residual.transpose(0, 2, 1))
-    onsite = np.flatnonzero((dev.i == dev.j) & ~dev.shift.any(axis=1))
-    first = {}
-    for p in onsite:
-        first.setdefault(int(dev.i[p]), p)
+    onsite = dev.onsite_pairs()
+    if np.any(onsite < 0):  # force constants from phonopy or springs always carry them
+        raise ValueError("the device's force constants lack an on-site pair for some atom")
     phi = dev.phi.copy()
-    missing = [a for a in range(dev.n_atoms) if a not in first]
-    for atom, p in first.items():
-        phi[p] = phi[p] - correction[atom]
-    i, j, shift = dev.i, dev.j, dev.shift
-    if missing:  # a device written without on-site pairs: add them
-        missing = np.array(missing, int)
-        i, j = np.concatenate([i, missing]), np.concatenate([j, missing])
-        shift = np.vstack([shift, np.zeros((len(missing), 3), int)])
-        phi = np.concatenate([phi, -correction[missing]])
-    device = RealSpaceIFC(dev.lattice, dev.positions, dev.masses, i, j, shift, phi)
+    phi[onsite] -= correction
+    device = RealSpaceIFC(dev.lattice, dev.positions, dev.masses, dev.i, dev.j, dev.shift, phi)
     return replace(system, device=device, sum_rule_correction_eV_A2=float(np.abs(correction).max()) if len(correction) else 0.0,
                    _partition=None)
 
