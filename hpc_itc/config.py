@@ -39,6 +39,7 @@ class Key:
     maximum: float | None = None
     choices: tuple | None = None
     length: int | None = None  # exact list length
+    lengths: tuple[int, ...] | None = None  # allowed list lengths (instead of one exact length)
     min_length: int = 1
     unique: bool = True  # str_list: entries must not repeat (stage names, choices)
     required: bool = False
@@ -56,6 +57,8 @@ class Key:
         parts = [kinds[self.kind]]
         if self.length:
             parts.append(f"of length {self.length}")
+        if self.lengths:
+            parts.append("of length " + " or ".join(str(n) for n in self.lengths))
         if self.choices:
             parts.append("one of " + ", ".join(repr(c) for c in self.choices))
         if self.minimum is not None:
@@ -86,8 +89,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "lattice_constant_left_A": Key("float", 0.0, "Cubic lattice constant of the left material; 0 takes the experimental value (Cu 3.615, diamond 3.567).", unit="Å", minimum=0.0),
         "lattice_constant_right_A": Key("float", 0.0, "Cubic lattice constant of the right material; 0 takes the experimental value.", unit="Å", minimum=0.0),
         "strained_side": Key("str", "left", "Which side is strained in-plane to the other's lattice.", choices=("left", "right")),
-        "interface_spacing_A": Key("float", 1.8, "Distance along z between the last atomic plane of the left material and the first of the right.", unit="Å", minimum=0.5, maximum=5.0),
-        "interface_shift_frac": Key("float_list", [0.5, 0.5], "In-plane offset of the right material's first plane from the left's last layer origin, in units of the primitive in-plane vectors.", length=2),
+        "interface_spacing_A": Key("float", 0.0, "Distance along z between the last atomic plane of the left material and the first of the right (the starting gap; relax.relax_gap relaxes it). 0 = from covalent radii: the terminal atom's bond to its nearest atom across the interface is r_a + r_b (Cu-C 1.66, Cu-N 1.60 Å at the bonded registry; DFT 1.62-1.68 and 1.52-1.53); a junction of one material continues its bulk. Otherwise 0.5 to 5.", unit="Å", minimum=0.0, maximum=5.0),
+        "interface_shift_frac": Key("float_list", [], "In-plane offset of the right material's first plane from the left's last layer origin, in units of the primitive in-plane vectors. [] = the bonded registry: metal atoms on the bulk sites of the terminal diamond atoms' missing neighbours (C or N on the Cu-Cu bridge, two Cu neighbours, as in the DFT configurations); a junction of one material continues its bulk. [0.5, 0.5] on Cu/diamond is the four-fold hollow, which does not bond.", lengths=(0, 2), min_length=0),
         "n_fraction": Key("float", 0.0, "Fraction x of the terminal diamond carbon plane replaced by N (0 bare, 1 full).", minimum=0.0, maximum=1.0),
         "n_seed": Key("int", 0, "Seed for the reproducible choice of N sites when 0 < x < 1.", minimum=0),
         "vacuum_A": Key("float", 12.0, "Vacuum added along z to the slab used for relaxation and device force constants.", unit="Å", minimum=6.0),
@@ -103,6 +106,12 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "max_steps": Key("int", 500, "Maximum optimizer steps.", minimum=1),
         "optimizer": Key("str", "FIRE", "ASE optimizer.", choices=OPTIMIZERS),
         "lattice": Key("str", "model", "'model': relax bulk lattice constants with the MLIP before building the interface; 'input': keep the input lattice constants.", choices=("model", "input")),
+        "relax_gap": Key("bool", True, "Let the gap and the device length relax: the right buffer moves rigidly along z (the left buffer stays fixed), so device layers away from the interface settle at the lead's spacing. false: both buffers fixed (a change of the gap then strains the device layers).", ),
+        "registry_search": Key("bool", False, "Before the relaxation, scan rigid in-plane shifts x gaps of a thin slab with the MLIP on a symmetry-reduced grid and start from the lowest-energy registry (stored in /relax/registry).", ),
+        "registry_grid": Key("int", 8, "registry_search: shifts on an n x n grid of the primitive in-plane cell (reduced by the in-plane symmetry the two half-crystals share).", minimum=2, maximum=32),
+        "registry_layers": Key("int", 3, "registry_search: layers of primitive cells per side in the thin slab that is scanned.", minimum=1, maximum=12),
+        "rattle_A": Key("float", 0.0, "Standard deviation of a random displacement of the device atoms before the relaxation (breaks a symmetry that would hold the structure on a saddle); 0 = none. Seeded by rattle_seed and recorded in /relax.", unit="Å", minimum=0.0, maximum=0.2),
+        "rattle_seed": Key("int", 0, "Seed of rattle_A.", minimum=0),
     },
     "force_constants": {
         "displacement_A": Key("float", 0.01, "Finite-displacement amplitude.", unit="Å", minimum=1e-4, maximum=0.1),
@@ -282,6 +291,8 @@ def _check_value(dotted: str, spec: Key, value: Any) -> Any:
         raise bad()
     if spec.length is not None and len(value) != spec.length:
         raise bad()
+    if spec.lengths is not None and len(value) not in spec.lengths:
+        raise bad()
     if len(value) < spec.min_length:
         raise bad()
     item_kind = spec.kind.split("_")[0]
@@ -329,6 +340,8 @@ def _cross_checks(data: dict[str, dict[str, Any]], base: Path) -> None:
         raise InputError("structure.n_fraction", "N termination needs a diamond side; allowed: 0 when neither side is diamond")
     if x > 0 and s["left_material"] == s["right_material"]:
         raise InputError("structure.n_fraction", "N termination needs a metal/diamond interface; allowed: 0 for a junction of one material with itself")
+    if 0 < s["interface_spacing_A"] < 0.5:
+        raise InputError("structure.interface_spacing_A", f"got {s['interface_spacing_A']}; allowed: 0 (from covalent radii) or 0.5 to 5")
     n_sites = s["inplane_repeat"][0] * s["inplane_repeat"][1]
     if 0 < x < 1:
         count = x * n_sites

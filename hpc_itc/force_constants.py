@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+import h5py
 import numpy as np
 from ase import Atoms
 from phonopy import Phonopy
@@ -556,6 +557,8 @@ def _stage_writer(ctx, het, plans: list[PartPlan], opts: dict):
                       ph.frequencies_at("G").max(), np.round(ph.frequencies_at("X"), 2).tolist(),
                       np.round(ph.frequencies_at("L"), 2).tolist(),
                       ("; vs experiment: " + ", ".join(f"{l} {c:.2f}/{r:.2f}" for l, c, r in ph.comparison)) if ph.comparison else "")
+        if plan.name == "device":
+            attrs.update(interface_stability(het, ifc, lead_ifcs, ctx.cfg["structure"]["interface_shift_frac"] != []))
         records.append((plan, forces, plan.phonon.force_constants, attrs))
 
     def write(g) -> None:
@@ -576,7 +579,10 @@ def _stage_writer(ctx, het, plans: list[PartPlan], opts: dict):
             if plan.name == "device" and plan.zone is not None:
                 write_array(sub, "interface_zone", plan.zone, doc="unit-cell atoms whose rows come from MLIP forces")
             for k, v in attrs.items():
-                sub.attrs[k] = v
+                if isinstance(v, np.ndarray) and v.dtype == object:  # lists of strings (warnings)
+                    sub.attrs.create(k, data=v, dtype=h5py.string_dtype())
+                else:
+                    sub.attrs[k] = v
             if plan.name in phonons:
                 write_phonons(sub.create_group("phonons"), phonons[plan.name])
         g.attrs["n_force_evaluations"] = sum(p.n_force_evaluations for p in plans)
@@ -594,6 +600,25 @@ def _stage_writer(ctx, het, plans: list[PartPlan], opts: dict):
     except Exception as exc:  # noqa: BLE001 - a plot never fails the stage
         _log.warning("phonon plot not written (%s: %s)", type(exc).__name__, exc)
     return write
+
+
+def interface_stability(het, device_ifc: RealSpaceIFC, lead_ifcs: dict[int, RealSpaceIFC], registry_given: bool) -> dict:
+    """Interface stiffness, lead interplanar stiffness, lowest device Gamma frequency and warnings (logged)."""
+    from . import interface as itf
+
+    area = itf.interface_area_A2(het.atoms)
+    k = itf.interface_stiffness(device_ifc, het.side, area)
+    lead_zz = [float(itf.lead_interplanar_stiffness(lead_ifcs[s], lead.inplane_A**2)[2, 2])
+               for s, lead in ((0, het.left_lead), (1, het.right_lead))]
+    freqs = itf.gamma_frequencies_THz(device_ifc)
+    warnings = itf.stiffness_warnings(k, min(lead_zz), float(freqs[0]), registry_given)
+    _log.info("interface stiffness per area (xx, yy, zz) = (%.3f, %.3f, %.3f) eV/Å^4 (lead interplanar zz: left %.3f, right %.3f); "
+              "lowest device Gamma frequencies %s THz", k[0, 0], k[1, 1], k[2, 2], lead_zz[0], lead_zz[1], np.round(freqs[:4], 3).tolist())
+    for w in warnings:
+        _log.warning("%s", w)
+    return {"interface_stiffness_eV_A4": k, "lead_interplanar_stiffness_zz_eV_A4": np.array(lead_zz),
+            "lowest_gamma_frequency_THz": float(freqs[0]), "gamma_frequencies_lowest_THz": freqs[:6],
+            "interface_warnings": np.array(warnings, dtype=object)}
 
 
 def load_force_constants(ctx):

@@ -45,6 +45,11 @@ def summary(path: str | Path) -> dict[str, Any]:
                             "final_fmax_eV_A": float(g["fmax_trace"][-1]) if len(g["fmax_trace"]) else None,
                             "lattice_constant_left_A": float(g.attrs["lattice_constant_left_A"]),
                             "lattice_constant_right_A": float(g.attrs["lattice_constant_right_A"])}
+        from .pipeline import read_interface_summary
+
+        interface = read_interface_summary(f)
+        if interface is not None:
+            out["interface"] = interface
         if "force_constants" in complete:
             g = f["force_constants"]
             out["n_force_evaluations"] = int(g.attrs["n_force_evaluations"])
@@ -77,6 +82,8 @@ def summary(path: str | Path) -> dict[str, Any]:
             out["itc_MW_m2K"] = itc
             out["radiation_limit_MW_m2K"] = rad
             out["max_abs_T_plus_R_minus_1"] = float(g.attrs["max_abs_T_plus_R_minus_1"])
+            if "junction_sum_rule_correction_eV_A2" in g.attrs:
+                out["junction_sum_rule_correction_eV_A2"] = float(g.attrs["junction_sum_rule_correction_eV_A2"])
             if "caroli_max_abs_diff" in g.attrs:
                 out["caroli_max_abs_diff"] = float(g.attrs["caroli_max_abs_diff"])
             if "sweep" in g:
@@ -128,13 +135,32 @@ def _human(s: dict[str, Any], path: str) -> str:
         r = s["relax"]
         lines.append(f"relax: {r['steps']} steps, final fmax {r['final_fmax_eV_A']:.4f} eV/Å, converged {r['converged']}, "
                      f"a_left {r['lattice_constant_left_A']:.4f} Å, a_right {r['lattice_constant_right_A']:.4f} Å")
+    if "interface" in s:
+        it = s["interface"]
+        bonds = ", ".join(f"{k} {d:.3f} Å x {it['coordination'][k]:g}" for k, d in it["nearest_A"].items())
+        adhesion = f"{it['adhesion_J_m2']:.3f} J/m²" if it["adhesion_J_m2"] is not None else "n/a"
+        lines.append(f"interface: shift {it['shift_frac']}, plane gap {it['gap_A']:.3f} Å, nearest across {bonds}, adhesion {adhesion}, "
+                     f"device layer spacings within {it['layer_spacing_max_deviation_A']:.4f} Å of the leads'")
+        if "registry" in it:
+            r = it["registry"]
+            lines.append(f"  registry search: {r['chosen_shift_frac']} chosen, {r['gain_eV']:.3f} eV/cell ({r['gain_J_m2']:.3f} J/m²) "
+                         f"below the start {r['start_shift_frac']}")
+        if "stiffness_eV_A4" in it:
+            k = it["stiffness_eV_A4"]
+            lines.append(f"  stiffness (xx, yy, zz) = ({k['xx']:.3f}, {k['yy']:.3f}, {k['zz']:.3f}) eV/Å^4 (lead interplanar zz "
+                         f"{', '.join(f'{v:.3f}' for v in it['lead_interplanar_stiffness_zz_eV_A4'])}), lowest device Gamma mode "
+                         f"{it['lowest_gamma_frequency_THz']:.3f} THz")
+        for w in it["warnings"]:
+            lines.append(f"  WARNING: {w}")
     if "n_force_evaluations" in s:
         lines.append(f"force constants: {s['n_force_evaluations']} force calls (" +
                      ", ".join(f"{k} {v['n_force_evaluations']}" for k, v in s["force_constants"].items()) + ")")
     if "itc_MW_m2K" in s:
         caroli = f", Caroli check {s['caroli_max_abs_diff']:.1e}" if "caroli_max_abs_diff" in s else ""
         refine = f" (q_mesh {s['q_mesh_input']}, q_z refined x{s['qz_refine']})" if "qz_refine" in s else ""
-        lines.append(f"transport: incident modes on {'x'.join(map(str, s['q_mesh']))}{refine}, max |T+R-1| = {s['max_abs_T_plus_R_minus_1']:.2e}{caroli}")
+        junction = (f", junction sum-rule correction {s['junction_sum_rule_correction_eV_A2']:.2e} eV/Å^2"
+                    if "junction_sum_rule_correction_eV_A2" in s else "")
+        lines.append(f"transport: incident modes on {'x'.join(map(str, s['q_mesh']))}{refine}, max |T+R-1| = {s['max_abs_T_plus_R_minus_1']:.2e}{caroli}{junction}")
         for direction, values in s["itc_MW_m2K"].items():
             lines.append(f"  h {direction:14s} " + "  ".join(f"{t} K: {h:8.3f}" for t, h in values.items()) + "  MW/(m^2 K)")
         for lead, values in s["radiation_limit_MW_m2K"].items():

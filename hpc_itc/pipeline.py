@@ -268,7 +268,56 @@ def stage_structure(ctx: Context) -> None:
 
 
 # ---- relax --------------------------------------------------------------------------------
+def write_registry(g, scan, layers: int, area_A2: float) -> None:
+    """/relax/registry: the rigid shift x gap scan (relax.registry_search)."""
+    from .interface import EV_PER_A2_TO_J_PER_M2
+
+    write_array(g, "shifts_frac", scan.shifts_frac, doc="irreducible in-plane shifts of the right half, fractions of a1, a2")
+    write_array(g, "gap_grid_A", scan.gap_grid_A, "Å")
+    write_array(g, "energy_eV", scan.energy_eV, "eV", doc="thin-slab energy, (shift, gap on gap_grid_A)")
+    write_array(g, "best_gap_A", scan.best_gap_A, "Å", doc="gap of lowest energy at each shift (refined)")
+    write_array(g, "best_energy_eV", scan.best_energy_eV, "eV")
+    write_array(g, "surface_eV", scan.surface(), "eV", doc="lowest rigid energy on the full n x n shift grid (row i: shift i/n along a1), minus the minimum")
+    k = scan.chosen
+    g.attrs.update(chosen_shift_frac=scan.shifts_frac[k], chosen_gap_A=float(scan.best_gap_A[k]),
+                   corrugation_eV=float(scan.surface().max()),
+                   start_shift_frac=scan.shifts_frac[scan.start_index], start_gap_A=float(scan.best_gap_A[scan.start_index]),
+                   gain_eV=scan.gain_eV, gain_J_m2=scan.gain_eV / area_A2 * EV_PER_A2_TO_J_PER_M2,
+                   n_energy_calls=scan.n_energy_calls, layers_per_side=layers, grid=scan.owner.shape[0])
+
+
+def write_warnings(g, warnings: list[str]) -> None:
+    """Attribute ``warnings`` of ``g``: a list of strings (empty when all is well)."""
+    import h5py
+
+    g.attrs.create("warnings", data=np.array(list(warnings), dtype=object), dtype=h5py.string_dtype())
+
+
+def read_warnings(g) -> list[str]:
+    return [w.decode() if isinstance(w, bytes) else str(w) for w in g.attrs.get("warnings", [])]
+
+
+def write_interface_report(g, report: dict) -> None:
+    """/relax/interface: bonding diagnostics of the relaxed slab (hpc_itc.interface.relaxed_report)."""
+    g.attrs["plane_gap_A"] = report["plane_gap_A"]
+    g.attrs["layer_spacing_max_deviation_A"] = report["layer_spacing_max_deviation_A"]
+    write_warnings(g, report["warnings"])
+    write_array(g, "terminal_atoms", np.asarray(report["terminal_atoms"], int), doc="atoms from which bonds across the interface are counted")
+    for name, values in report["spacings"].items():
+        write_array(g, name, np.asarray(values), "Å" if not name.startswith("device") else "",
+                    doc="consecutive layer spacings from the interface outwards" if name.startswith("spacing") else "")
+    if report["adhesion"]:
+        for k, v in report["adhesion"].items():
+            g.attrs[k] = v
+    b = g.create_group("bonds")
+    for pair, rec in report["bonds"].items():
+        sub = b.create_group(pair)
+        for k, v in rec.items():
+            sub.attrs[k] = v
+
+
 def stage_relax(ctx: Context) -> None:
+    from . import interface as itf
     from .relax import relax
 
     timer = StageTimer()
@@ -276,36 +325,108 @@ def stage_relax(ctx: Context) -> None:
     def work() -> None:
         calc = ctx.calculator()
         spec = ctx.spec
+        rcfg = ctx.cfg["relax"]
         from . import mlip
 
         mlip.check_elements(ctx.cfg.model, elements_needed(spec))
-        progress = logmod.Progress(_log, "relax steps", ctx.cfg["relax"]["max_steps"], ctx.cfg["run"]["progress_seconds"])
+        progress = logmod.Progress(_log, "relax steps", rcfg["max_steps"], ctx.cfg["run"]["progress_seconds"])
 
         def on_step(step: int, energy: float, fmax: float) -> None:
             progress.update()
             _log.debug("relax step %d: E = %.6f eV, fmax = %.4f eV/Å", step, energy, fmax)
 
-        res = relax(spec, ctx.cfg.lattice_constant("left"), ctx.cfg.lattice_constant("right"), calc, ctx.cfg["relax"], on_step)
+        res = relax(spec, ctx.cfg.lattice_constant("left"), ctx.cfg.lattice_constant("right"), calc, rcfg, on_step)
+        het = res.heterostructure
+        area = itf.interface_area_A2(het.atoms)
+        if res.registry is not None:
+            sc = res.registry
+            _log.info("registry search: %d irreducible shifts of a %dx%d grid, %d energy calls; lowest at shift %s, rigid gap %.3f Å, "
+                      "%.3f eV per cell (%.3f J/m²) below the start registry %s", len(sc.shifts_frac), rcfg["registry_grid"],
+                      rcfg["registry_grid"], sc.n_energy_calls, np.round(sc.shifts_frac[sc.chosen], 4).tolist(), sc.best_gap_A[sc.chosen],
+                      sc.gain_eV, sc.gain_eV / area * itf.EV_PER_A2_TO_J_PER_M2, np.round(sc.shifts_frac[sc.start_index], 4).tolist())
         if not res.converged:
             _log.warning("relaxation stopped after %d steps with fmax %.4f eV/Å > %.4f (relax.max_steps)",
-                         len(res.fmax_trace_eV_A), res.fmax_trace_eV_A[-1] if res.fmax_trace_eV_A else float("nan"), ctx.cfg["relax"]["fmax_eV_A"])
-        _log.info("relax: %d steps, final fmax %.4f eV/Å, lattice constants %s Å",
-                  len(res.fmax_trace_eV_A), res.fmax_trace_eV_A[-1] if res.fmax_trace_eV_A else float("nan"), res.lattice_constants_A)
+                         len(res.fmax_trace_eV_A), res.fmax_trace_eV_A[-1] if res.fmax_trace_eV_A else float("nan"), rcfg["fmax_eV_A"])
+        _log.info("relax: %d steps, final fmax %.4f eV/Å, lattice constants %s Å; right buffer moved %+.4f Å along z (net force %.2e eV/Å)",
+                  len(res.fmax_trace_eV_A), res.fmax_trace_eV_A[-1] if res.fmax_trace_eV_A else float("nan"), res.lattice_constants_A,
+                  res.right_buffer_dz_A, res.right_buffer_force_z_eV_A)
+
+        def energy(atoms) -> float:
+            atoms = atoms.copy()
+            atoms.calc = calc
+            return float(atoms.get_potential_energy())
+
+        report = itf.relaxed_report(het.atoms, het.side, het.region, het.layer_from_interface,
+                                    (het.left_lead.layer_step_A, het.right_lead.layer_step_A), energy, spec.registry_given)
+        log_interface_report(report)
 
         def write(g) -> None:
-            write_heterostructure(g, res.heterostructure, res.strain)
+            write_heterostructure(g, het, res.strain)
             write_array(g, "energy_trace", np.array(res.energy_trace_eV), "eV")
             write_array(g, "fmax_trace", np.array(res.fmax_trace_eV_A), "eV/Å")
             g.attrs["converged"] = res.converged
-            g.attrs["fmax_target_eV_A"] = ctx.cfg["relax"]["fmax_eV_A"]
+            g.attrs["fmax_target_eV_A"] = rcfg["fmax_eV_A"]
             g.attrs["lattice_constant_left_A"] = res.lattice_constants_A["left"]
             g.attrs["lattice_constant_right_A"] = res.lattice_constants_A["right"]
+            g.attrs["interface_shift_frac"] = list(res.spec.interface_shift_frac)
+            g.attrs["interface_spacing_start_A"] = res.spec.interface_spacing_A
+            g.attrs["relax_gap"] = rcfg["relax_gap"]
+            g.attrs["right_buffer_dz_A"] = res.right_buffer_dz_A
+            g.attrs["right_buffer_force_z_eV_A"] = res.right_buffer_force_z_eV_A
+            g.attrs["rattle_A"] = rcfg["rattle_A"]
+            g.attrs["rattle_seed"] = rcfg["rattle_seed"]
+            g.attrs["rattle_max_displacement_A"] = res.rattle_max_A
+            if res.registry is not None:
+                write_registry(g.create_group("registry"), res.registry, rcfg["registry_layers"], area)
+            write_interface_report(g.create_group("interface"), report)
 
         ctx.results.write_stage("relax", write, timer)
 
     # the relaxation is rank 0's alone: the other ranks load their model meanwhile, off the critical
     # path of the force constants
     ctx.on_root(work, meanwhile=ctx.calculator)
+
+
+def read_interface_summary(f) -> dict | None:
+    """The SPEC's ``interface`` summary from an open results file: /relax/interface, plus the stiffness and the
+    lowest device Gamma frequency once /force_constants/device has them; None before the relaxation."""
+    if "relax" not in f or "interface" not in f["relax"] or not f["relax"].attrs.get("complete", False):
+        return None
+    g = f["relax/interface"]
+    bonds = {k: dict(g["bonds"][k].attrs) for k in g["bonds"]}
+    out = {
+        "gap_A": float(g.attrs["plane_gap_A"]),
+        "nearest_A": {k: float(v["nearest_A"]) for k, v in bonds.items()},
+        "coordination": {k: float(v["coordination"]) for k, v in bonds.items()},
+        "adhesion_J_m2": float(g.attrs["adhesion_J_m2"]) if "adhesion_J_m2" in g.attrs else None,
+        "layer_spacing_max_deviation_A": float(g.attrs["layer_spacing_max_deviation_A"]),
+        "shift_frac": [float(x) for x in f["relax"].attrs.get("interface_shift_frac", [])],
+        "warnings": read_warnings(g),
+    }
+    if "registry" in f["relax"]:
+        r = f["relax/registry"].attrs
+        out["registry"] = {"chosen_shift_frac": [float(x) for x in r["chosen_shift_frac"]], "gain_eV": float(r["gain_eV"]),
+                           "gain_J_m2": float(r["gain_J_m2"]), "start_shift_frac": [float(x) for x in r["start_shift_frac"]]}
+    fc = f.get("force_constants/device")
+    if fc is not None and f["force_constants"].attrs.get("complete", False) and "interface_stiffness_eV_A4" in fc.attrs:
+        k = fc.attrs["interface_stiffness_eV_A4"]
+        out["stiffness_eV_A4"] = {"xx": float(k[0, 0]), "yy": float(k[1, 1]), "zz": float(k[2, 2])}
+        out["lead_interplanar_stiffness_zz_eV_A4"] = [float(x) for x in fc.attrs["lead_interplanar_stiffness_zz_eV_A4"]]
+        out["lowest_gamma_frequency_THz"] = float(fc.attrs["lowest_gamma_frequency_THz"])
+        out["warnings"] += [w.decode() if isinstance(w, bytes) else str(w) for w in fc.attrs.get("interface_warnings", [])]
+    return out
+
+
+def log_interface_report(report: dict) -> None:
+    bonds = ", ".join(f"{k} {v['nearest_A']:.3f} Å x {v['coordination']:g}"
+                      + (f" (vendored PBEsol {v['dft_mean_A']:.3f} ± {v['dft_std_A']:.3f} Å)" if "dft_mean_A" in v else "")
+                      for k, v in report["bonds"].items())
+    adhesion = report["adhesion"]["adhesion_J_m2"] if report["adhesion"] else float("nan")
+    _log.info("interface: plane gap %.3f Å; nearest across (x coordination) %s; adhesion %.3f J/m²; "
+              "largest device layer-spacing deviation from the lead %.4f Å", report["plane_gap_A"], bonds, adhesion,
+              report["layer_spacing_max_deviation_A"])
+    for w in report["warnings"]:
+        _log.warning("%s", w)
 
 
 def load_relaxed(ctx: Context) -> Heterostructure:

@@ -31,30 +31,60 @@ def _label(f: h5py.File, path: str) -> str:
 
 
 def fig_structure(files, plt):
+    """Side views of the relaxed slab near the interface: x-z and y-z (the bridge site shows in y-z)."""
     have = [(p, f) for p, f in files if "relax" in f or "structure" in f]
     if not have:
         return None, "no structure in any file"
-    fig, axes = plt.subplots(1, len(have), figsize=(2.2 * len(have) + 1, 6), squeeze=False)
-    for ax, (path, f) in zip(axes[0], have):
+    fig, axes = plt.subplots(1, 2 * len(have), figsize=(2.4 * 2 * len(have) + 1, 6), squeeze=False)
+    for k, (path, f) in enumerate(have):
         g = f["relax"] if "relax" in f else f["structure"]
         pos = g["positions"][()]
         cell = g["cell"][()]
         sym = read_str_array(g["symbols"])
         region = g["region"][()]
-        # stored positions are unwrapped (layers shift in-plane); show them in the cell, two periods wide
-        x = np.mod(pos[:, 0], cell[0, 0])
-        for s in sorted(set(sym)):
-            m = np.array([e == s for e in sym])
-            for image in (0, 1):
-                ax.scatter(x[m] + image * cell[0, 0], pos[m, 2], s=40, c=_COLOURS.get(s, "k"), label=s if image == 0 else None,
-                           edgecolors="k", linewidths=0.3)
-        z_dev = pos[region == 1, 2]
-        ax.axhspan(z_dev.min(), z_dev.max(), color="0.9", zorder=-1)
-        ax.set_xlabel("x (Å)")
-        ax.set_title(_label(f, path), fontsize=8)
-        ax.set_aspect("equal", adjustable="datalim")
-    axes[0][0].set_ylabel("z (Å)  (grey: device)")
+        side = g["side"][()]
+        z_plane = 0.5 * (pos[side == 0, 2].max() + pos[side == 1, 2].min())
+        near = np.abs(pos[:, 2] - z_plane) < 9.0  # the interface, not 42 layers of bulk
+        for axis, ax in zip((0, 1), axes[0][2 * k:2 * k + 2]):
+            # stored positions are unwrapped (layers shift in-plane); show them in the cell, two periods wide
+            x = np.mod(pos[:, axis], cell[axis, axis])
+            for s in sorted(set(sym)):
+                m = np.array([e == s for e in sym]) & near
+                for image in (0, 1):
+                    ax.scatter(x[m] + image * cell[axis, axis], pos[m, 2] - z_plane, s=40, c=_COLOURS.get(s, "k"),
+                               label=s if image == 0 else None, edgecolors="k", linewidths=0.3)
+            dev = (region == 1) & near
+            ax.axhspan(pos[dev, 2].min() - z_plane, pos[dev, 2].max() - z_plane, color="0.9", zorder=-1)
+            ax.set_xlabel(("x [110]" if axis == 0 else "y [-110]") + " (Å)")
+            ax.set_aspect("equal", adjustable="datalim")
+        gap = pos[side == 1, 2].min() - pos[side == 0, 2].max()
+        axes[0][2 * k].set_title(f"{_label(f, path)}\nplane gap {gap:.2f} Å", fontsize=8)
+    axes[0][0].set_ylabel("z - interface plane (Å)  (grey: device)")
     axes[0][0].legend(fontsize=8)
+    return fig, None
+
+
+def fig_registry(files, plt):
+    """Energy of rigid in-plane shifts of the right half (best gap at each), from relax.registry_search."""
+    have = [(p, f) for p, f in files if "relax/registry" in f]
+    if not have:
+        return None, "no registry search in any file (relax.registry_search)"
+    fig, axes = plt.subplots(1, len(have), figsize=(3.6 * len(have) + 0.6, 3.4), squeeze=False)
+    for ax, (path, f) in zip(axes[0], have):
+        g = f["relax/registry"]
+        surface = g["surface_eV"][()]
+        n = surface.shape[0]
+        tiled = np.block([[surface, surface[:, :1]], [surface[:1, :], surface[:1, :1]]])  # close the cell at 1
+        im = ax.imshow(tiled.T, origin="lower", extent=(-0.5 / n, 1 + 0.5 / n, -0.5 / n, 1 + 0.5 / n), cmap="viridis")
+        chosen = [float(v) for v in g.attrs["chosen_shift_frac"]]
+        start = [float(v) for v in g.attrs["start_shift_frac"]]
+        ax.plot(*chosen, "w*", ms=12, label=f"lowest ({chosen[0]:.3g}, {chosen[1]:.3g})")
+        ax.plot(*start, "rx", ms=8, label=f"start ({start[0]:.3g}, {start[1]:.3g})")
+        ax.set_xlabel("shift along a1 (fraction)")
+        ax.set_ylabel("shift along a2 (fraction)")
+        ax.set_title(f"{_label(f, path)}\ngain {g.attrs['gain_eV']:.3f} eV/cell", fontsize=8)
+        ax.legend(fontsize=6, loc="upper right")
+        fig.colorbar(im, ax=ax, label="E - E$_{min}$ (eV/cell)")
     return fig, None
 
 
@@ -189,6 +219,7 @@ def fig_cohp(files, plt):
 
 FIGURES: dict[str, Callable] = {
     "structure": fig_structure,
+    "registry": fig_registry,
     "dispersions": fig_dispersions,
     "itc": fig_itc,
     "cumulative_itc": fig_cumulative,

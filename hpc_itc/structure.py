@@ -19,10 +19,11 @@ leads' principal layers, so Bloch phases of leads and device agree.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from ase import Atoms
+from ase.data import atomic_numbers, covalent_radii
 
 # fractional basis of one layer cell in (a1, a2, a3); unwrapped on purpose (see module doc)
 _BASIS = {
@@ -103,6 +104,14 @@ class InterfaceSpec:
     n_seed: int
     vacuum_A: float
 
+    @property
+    def registry_given(self) -> bool:
+        return len(self.interface_shift_frac) == 2
+
+    @property
+    def spacing_given(self) -> bool:
+        return self.interface_spacing_A > 0
+
     @classmethod
     def from_config(cls, s: dict) -> "InterfaceSpec":
         return cls(
@@ -175,10 +184,90 @@ class Heterostructure:
         return atoms
 
 
+# ---- the bonded registry -------------------------------------------------------------------
+# A surface scientist builds a metal/diamond(001) interface by continuing the covalent crystal: each
+# terminal C of the unreconstructed (1x1) surface has two dangling bonds pointing to the bulk sites of
+# its missing neighbours, and the metal atoms go onto those sites (in-plane).  On Cu(001)/C(001) with
+# one Cu per cell that puts the terminal C (or N) on the bridge between two Cu atoms along the dangling
+# bonds' direction, with two Cu neighbours: what the vendored PBEsol configurations show (nearest Cu-C
+# 1.97-2.09 Å, each N bonded to exactly two Cu).  Continuing the metal's lattice instead would put the
+# terminal atom on the four-fold hollow, which does not bond.  A junction of one material with itself
+# continues its bulk lattice (the same rule applied to its own terminal atom).
+
+
+def facing_basis(cell: LayerCell, facing_up: bool) -> int:
+    """Basis atom of ``cell`` on the plane that faces the interface (top plane when ``facing_up``)."""
+    z = cell.positions[:, 2]
+    return int(np.argmax(z) if facing_up else np.argmin(z))
+
+
+def missing_neighbours(cell: LayerCell, facing_up: bool) -> np.ndarray:
+    """Vectors (Å) from the terminal atom of ``cell`` to its bulk nearest neighbours beyond the surface plane.
+
+    The terminal atom is the basis atom of the facing plane; its nearest neighbours in the infinite crystal
+    that lie on the far side of that plane are the bonds the surface lacks (2 for diamond(001), 4 for fcc).
+    """
+    t = cell.positions[facing_basis(cell, facing_up)]
+    lat = cell.lattice
+    images = np.array([(i, j, k) for i in range(-2, 3) for j in range(-2, 3) for k in range(-2, 3)], float) @ lat
+    others = (cell.positions[None, :, :] + images[:, None, :]).reshape(-1, 3) - t
+    beyond = others[others[:, 2] > 1e-6] if facing_up else others[others[:, 2] < -1e-6]
+    dist = np.linalg.norm(beyond, axis=1)
+    return beyond[dist < dist.min() + 1e-6]  # the nearest shell across the plane (robust to tetragonal strain)
+
+
+def _anchor_is_left(spec: InterfaceSpec) -> bool:
+    """The side whose dangling bonds fix the registry: the diamond side of a metal/diamond pair, else left."""
+    return not (spec.right_material == "diamond" and spec.left_material != "diamond")
+
+
+def bonded_registry(spec: InterfaceSpec, left: LayerCell, right: LayerCell) -> tuple[tuple[float, float], float]:
+    """(interface_shift_frac, interface_spacing_A) of the bonded registry (see the comment above).
+
+    The facing atom of the other side sits on a missing-neighbour site of the anchor side's terminal atom.
+    The gap: for one material, the bulk's own plane spacing; for a pair, the height at which the terminal
+    atom's bond to that site equals the sum of covalent radii (ASE's table) for its in-plane distance
+    (Cu-C 2.08 Å, Cu-N 2.03 Å), averaged over the termination (fraction x of N).
+    """
+    anchor_left = _anchor_is_left(spec)
+    anchor = left if anchor_left else right
+    v = missing_neighbours(anchor, facing_up=anchor_left)[0]
+    top, bottom = left.positions[facing_basis(left, True)], right.positions[facing_basis(right, False)]
+    # origin_right = last left layer origin + shift; facing atoms at their basis offsets from the origins
+    shift_xy = (top + v - bottom) if anchor_left else (top - v - bottom)
+    frac = np.linalg.solve(left.lattice[:2, :2].T, shift_xy[:2])
+    frac = np.round(frac - np.floor(frac + 1e-9), 9) % 1.0
+    if spec.left_material == spec.right_material:
+        gap = abs(float(v[2]))
+    else:
+        metal = (right if anchor_left else left).symbols[0]
+        rho = float(np.linalg.norm(v[:2]))
+        gaps = {}
+        for terminal in ("C", "N"):
+            bond = covalent_radii[atomic_numbers[metal]] + covalent_radii[atomic_numbers[terminal]]
+            gaps[terminal] = float(np.sqrt(max(bond**2 - rho**2, 0.25 * bond**2)))
+        gap = (1.0 - spec.n_fraction) * gaps["C"] + spec.n_fraction * gaps["N"]
+    return (float(frac[0]), float(frac[1])), gap
+
+
+def resolve_registry(spec: InterfaceSpec, left: LayerCell, right: LayerCell) -> InterfaceSpec:
+    """``spec`` with the bonded registry and covalent gap filled in where the input left them open."""
+    if spec.registry_given and spec.spacing_given:
+        return spec
+    shift, gap = bonded_registry(spec, left, right)
+    return replace(spec, interface_shift_frac=tuple(spec.interface_shift_frac) if spec.registry_given else shift,
+                   interface_spacing_A=spec.interface_spacing_A if spec.spacing_given else gap)
+
+
 def build(spec: InterfaceSpec, left: LayerCell, right: LayerCell) -> Heterostructure:
-    """Build the slab for ``spec`` from the two lead layer cells (sharing a1, a2)."""
+    """Build the slab for ``spec`` from the two lead layer cells (sharing a1, a2).
+
+    An empty ``interface_shift_frac`` or a zero ``interface_spacing_A`` takes the bonded registry
+    (:func:`bonded_registry`); ``het.meta`` records the values used.
+    """
     if not np.isclose(left.inplane_A, right.inplane_A, rtol=0, atol=1e-9):
         raise ValueError("leads must share the in-plane lattice")
+    spec = resolve_registry(spec, left, right)
     n, m = spec.inplane_repeat
     s = left.inplane_A
     a1, a2 = np.array([s, 0.0, 0.0]), np.array([0.0, s, 0.0])
@@ -228,7 +317,8 @@ def build(spec: InterfaceSpec, left: LayerCell, right: LayerCell) -> Heterostruc
         basis_index=np.array([r[7] for r in rows]),
     )
     het.n_sites = _terminate_with_nitrogen(het, spec)
-    het.meta = {"interface_plane_gap_A": spec.interface_spacing_A, "n_fraction": spec.n_fraction}
+    het.meta = {"interface_plane_gap_A": spec.interface_spacing_A, "interface_shift_frac": list(spec.interface_shift_frac),
+                "n_fraction": spec.n_fraction}
     return het
 
 

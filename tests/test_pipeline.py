@@ -12,7 +12,7 @@ from small_input import SMALL
 
 SPEC_KEYS = {"input_sha256", "stages_complete", "n_atoms_device", "n_force_evaluations", "itc_MW_m2K",
              "rectification_percent", "max_abs_T_plus_R_minus_1", "radiation_limit_MW_m2K", "wall_seconds",
-             "overlap_factor_per_THz"}
+             "overlap_factor_per_THz", "interface"}
 
 
 def test_full_run_has_contract_keys(finished_run):
@@ -29,6 +29,12 @@ def test_full_run_has_contract_keys(finished_run):
     assert s["itc_MW_m2K"]["left_to_right"]["300.0"] <= s["radiation_limit_MW_m2K"]["left_lead"]["300.0"]
     assert s["itc_MW_m2K"]["right_to_left"]["300.0"] <= s["radiation_limit_MW_m2K"]["right_lead"]["300.0"]
     assert s["n_atoms_device"] == 3 * 1 + 3 * 2
+    # the default interface is the bonded one, and the run says so
+    it = s["interface"]
+    assert {"gap_A", "nearest_A", "coordination", "adhesion_J_m2", "stiffness_eV_A4", "warnings"} <= set(it)
+    assert it["coordination"]["Cu-C"] == 2 and 1.8 < it["nearest_A"]["Cu-C"] < 2.2
+    assert it["adhesion_J_m2"] < 0 and min(it["stiffness_eV_A4"].values()) > 0 and it["lowest_gamma_frequency_THz"] > 0
+    assert it["warnings"] == []
 
 
 def test_inspect_json_cli(finished_run):

@@ -68,7 +68,9 @@ def test_nitrogen_termination_fraction_and_reproducibility():
     z_cu_max = het.atoms.positions[het.side == 0, 2].max()
     z_c = het.atoms.positions[het.side == 1, 2]
     assert het.atoms.positions[plane[0], 2] == pytest.approx(z_c.min())
-    assert het.atoms.positions[plane[0], 2] - z_cu_max == pytest.approx(1.8)
+    # default gap: the N-Cu bond on the bridge site is the sum of covalent radii (N 0.71, Cu 1.32 Å)
+    gap = het.atoms.positions[plane[0], 2] - z_cu_max
+    assert np.hypot(gap, het.left_lead.inplane_A / 2) == pytest.approx(0.71 + 1.32)
     a, _ = het_for(n_fraction=0.5, inplane_repeat=[2, 2], n_seed=3)
     b, _ = het_for(n_fraction=0.5, inplane_repeat=[2, 2], n_seed=3)
     assert a.atoms.get_chemical_symbols().count("N") == 2
