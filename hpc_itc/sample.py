@@ -215,6 +215,8 @@ def _cross_checks(data: dict[str, dict[str, Any]], base: Path) -> None:
     if [s for s in STEPS if s in steps] != steps:
         raise InputError("run.steps", f"got {steps!r}; list steps in the order {', '.join(STEPS)}")
     s = data["structures"]
+    if 0 < s["interface_spacing_A"] < 0.5:
+        raise InputError("structures.interface_spacing_A", f"got {s['interface_spacing_A']}; allowed: 0 (from covalent radii) or 0.5 to 5")
     if "cu_cun_diamond" in s["kinds"]:
         n_sites = s["inplane_repeat"][0] * s["inplane_repeat"][1]
         count = s["mixed_cu_fraction"] * n_sites

@@ -245,3 +245,10 @@ def test_junction_of_one_crystal_is_as_stiff_as_the_bulk():
     k_bulk = itf.lead_interplanar_stiffness(bulk, left.inplane_A**2)
     assert np.allclose(k_interface, k_bulk, rtol=1e-9, atol=1e-12)
     assert k_bulk[2, 2] > 0
+
+
+def test_sample_input_refuses_a_too_small_gap():
+    from hpc_itc.sample import validate_sample
+
+    with pytest.raises(config.InputError, match="structures.interface_spacing_A"):
+        validate_sample({"structures": {"interface_spacing_A": 0.2}})
