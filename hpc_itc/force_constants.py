@@ -29,7 +29,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-import h5py
 import numpy as np
 from ase import Atoms
 from phonopy import Phonopy
@@ -39,7 +38,7 @@ from . import log as logmod
 from .errors import InputError
 from .harmonic import RealSpaceIFC
 from .parallel import my_share
-from .results import StageTimer, write_array
+from .results import StageTimer, write_array, write_str_list
 
 _log = logmod.get("force_constants")
 
@@ -579,8 +578,8 @@ def _stage_writer(ctx, het, plans: list[PartPlan], opts: dict):
             if plan.name == "device" and plan.zone is not None:
                 write_array(sub, "interface_zone", plan.zone, doc="unit-cell atoms whose rows come from MLIP forces")
             for k, v in attrs.items():
-                if isinstance(v, np.ndarray) and v.dtype == object:  # lists of strings (warnings)
-                    sub.attrs.create(k, data=v, dtype=h5py.string_dtype())
+                if isinstance(v, list):  # lists of strings (warnings)
+                    write_str_list(sub, k, v)
                 else:
                     sub.attrs[k] = v
             if plan.name in phonons:
@@ -618,7 +617,7 @@ def interface_stability(het, device_ifc: RealSpaceIFC, lead_ifcs: dict[int, Real
         _log.warning("%s", w)
     return {"interface_stiffness_eV_A4": k, "lead_interplanar_stiffness_zz_eV_A4": np.array(lead_zz),
             "lowest_gamma_frequency_THz": float(freqs[0]), "gamma_frequencies_lowest_THz": freqs[:6],
-            "interface_warnings": np.array(warnings, dtype=object)}
+            "interface_warnings": list(warnings)}
 
 
 def load_force_constants(ctx):

@@ -148,9 +148,7 @@ def scan_registry(energy: Callable[[tuple[float, float], float], float], shifts:
         else:  # minimum on the edge of the grid (unbound at this shift): keep the edge
             best_gap[k], best_e[k] = gap_grid_A[m], table[k, m]
     n = owner.shape[0]
-    start = np.round(np.asarray(start_shift, float) * n).astype(int) % n
-    if np.abs(np.asarray(start_shift, float) * n - np.round(np.asarray(start_shift, float) * n)).max() > 1e-6:
-        raise ValueError(f"start shift {list(start_shift)} is not on the {n} x {n} registry grid")
+    start = np.round(np.asarray(start_shift, float) * n).astype(int) % n  # the grid point nearest the start registry
     return RegistryScan(np.asarray(shifts), best_gap, best_e, np.asarray(gap_grid_A), table, owner,
                         int(owner[start[0], start[1]]), calls)
 
@@ -332,12 +330,15 @@ def stiffness_warnings(k_eV_A4: np.ndarray, lead_zz_eV_A4: float, lowest_THz: fl
 
 def relaxed_report(atoms: Atoms, side: np.ndarray, region: np.ndarray, layer_from_interface: np.ndarray,
                    lead_steps_A: tuple[float, float], energy: Callable[[Atoms], float] | None,
-                   registry_given: bool) -> dict:
-    """Bonding diagnostics of a relaxed slab: gap, bonds, layer spacings, adhesion (when ``energy``), warnings."""
+                   registry_given: bool, slab_energy_eV: float | None = None) -> dict:
+    """Bonding diagnostics of a relaxed slab: gap, bonds, layer spacings, adhesion (when ``energy``), warnings.
+
+    ``slab_energy_eV``: the slab's energy when the caller has it (the relaxation's last step), saving a call.
+    """
     terminal = terminal_atoms(atoms, side)
     bonds = cross_bonds(atoms, side, terminal)
     spacings = layer_spacings(atoms, side, layer_from_interface, region, lead_steps_A)
-    adhesion = adhesion_J_m2(energy, atoms, side) if energy is not None else None
+    adhesion = adhesion_J_m2(energy, atoms, side, slab_energy_eV) if energy is not None else None
     reference = vendored_dft_reference()
     for key, rec in bonds.items():
         if key in reference:

@@ -21,7 +21,7 @@ from . import log as logmod
 from .config import RunConfig
 from .errors import InputError
 from .parallel import quiet_barrier, ranks_on_node
-from .results import ResultsFile, StageTimer, _now, read_str_array, write_array
+from .results import ResultsFile, StageTimer, _now, read_str_array, read_str_list, write_array, write_str_list
 from .structure import Heterostructure, InterfaceSpec, LayerCell, build, elements_needed, lead_cells
 
 _log = logmod.get("pipeline")
@@ -286,22 +286,11 @@ def write_registry(g, scan, layers: int, area_A2: float) -> None:
                    n_energy_calls=scan.n_energy_calls, layers_per_side=layers, grid=scan.owner.shape[0])
 
 
-def write_warnings(g, warnings: list[str]) -> None:
-    """Attribute ``warnings`` of ``g``: a list of strings (empty when all is well)."""
-    import h5py
-
-    g.attrs.create("warnings", data=np.array(list(warnings), dtype=object), dtype=h5py.string_dtype())
-
-
-def read_warnings(g) -> list[str]:
-    return [w.decode() if isinstance(w, bytes) else str(w) for w in g.attrs.get("warnings", [])]
-
-
 def write_interface_report(g, report: dict) -> None:
     """/relax/interface: bonding diagnostics of the relaxed slab (hpc_itc.interface.relaxed_report)."""
     g.attrs["plane_gap_A"] = report["plane_gap_A"]
     g.attrs["layer_spacing_max_deviation_A"] = report["layer_spacing_max_deviation_A"]
-    write_warnings(g, report["warnings"])
+    write_str_list(g, "warnings", report["warnings"])
     write_array(g, "terminal_atoms", np.asarray(report["terminal_atoms"], int), doc="atoms from which bonds across the interface are counted")
     for name, values in report["spacings"].items():
         write_array(g, name, np.asarray(values), "Å" if not name.startswith("device") else "",
@@ -357,7 +346,8 @@ def stage_relax(ctx: Context) -> None:
             return float(atoms.get_potential_energy())
 
         report = itf.relaxed_report(het.atoms, het.side, het.region, het.layer_from_interface,
-                                    (het.left_lead.layer_step_A, het.right_lead.layer_step_A), energy, spec.registry_given)
+                                    (het.left_lead.layer_step_A, het.right_lead.layer_step_A), energy, spec.registry_given,
+                                    res.energy_trace_eV[-1] if res.energy_trace_eV else None)
         log_interface_report(report)
 
         def write(g) -> None:
@@ -401,7 +391,7 @@ def read_interface_summary(f) -> dict | None:
         "adhesion_J_m2": float(g.attrs["adhesion_J_m2"]) if "adhesion_J_m2" in g.attrs else None,
         "layer_spacing_max_deviation_A": float(g.attrs["layer_spacing_max_deviation_A"]),
         "shift_frac": [float(x) for x in f["relax"].attrs.get("interface_shift_frac", [])],
-        "warnings": read_warnings(g),
+        "warnings": read_str_list(g, "warnings"),
     }
     if "registry" in f["relax"]:
         r = f["relax/registry"].attrs
@@ -413,7 +403,7 @@ def read_interface_summary(f) -> dict | None:
         out["stiffness_eV_A4"] = {"xx": float(k[0, 0]), "yy": float(k[1, 1]), "zz": float(k[2, 2])}
         out["lead_interplanar_stiffness_zz_eV_A4"] = [float(x) for x in fc.attrs["lead_interplanar_stiffness_zz_eV_A4"]]
         out["lowest_gamma_frequency_THz"] = float(fc.attrs["lowest_gamma_frequency_THz"])
-        out["warnings"] += [w.decode() if isinstance(w, bytes) else str(w) for w in fc.attrs.get("interface_warnings", [])]
+        out["warnings"] += read_str_list(fc, "interface_warnings")
     return out
 
 

@@ -117,10 +117,11 @@ def relax_leads(spec: InterfaceSpec, a_left: float, a_right: float, calculator, 
 
 
 def relax_interface(het: Heterostructure, calculator, fmax: float, max_steps: int, optimizer: str,
-                    on_step=None, relax_gap: bool = False) -> tuple[list[float], list[float], bool]:
-    """Relax device atoms in place; returns (energy trace, fmax trace, converged).
+                    on_step=None, relax_gap: bool = False) -> tuple[list[float], list[float], bool, np.ndarray]:
+    """Relax device atoms in place; returns (energy trace, fmax trace, converged, final unconstrained forces eV/Å).
 
     The left buffer is fixed; the right buffer is fixed too, or with ``relax_gap`` moves rigidly along z.
+    The traces end at the final positions (ASE calls observers before each step and stops without one).
     """
     atoms: Atoms = het.atoms
     if relax_gap:
@@ -130,9 +131,11 @@ def relax_interface(het: Heterostructure, calculator, fmax: float, max_steps: in
     atoms.calc = calculator
     energies: list[float] = []
     fmaxes: list[float] = []
+    raw: list[np.ndarray] = []
 
     def record() -> None:
         forces = atoms.get_forces()  # constrained forces: fixed atoms report zero
+        raw[:] = [atoms.get_forces(apply_constraint=False)]  # the calculator's cached result, no new call
         energies.append(float(atoms.get_potential_energy()))
         fmaxes.append(float(np.sqrt((forces**2).sum(axis=1)).max()))
         if on_step is not None:
@@ -143,7 +146,7 @@ def relax_interface(het: Heterostructure, calculator, fmax: float, max_steps: in
     converged = bool(opt.run(fmax=fmax, steps=max_steps))
     atoms.set_constraint()
     atoms.calc = None
-    return energies, fmaxes, converged
+    return energies, fmaxes, converged, raw[0]
 
 
 GAP_GRID_A = np.round(np.arange(1.0, 4.01, 0.2), 10)  # rigid gaps scanned per shift (refined around the best)
@@ -170,13 +173,7 @@ def search_registry(spec: InterfaceSpec, left: LayerCell, right: LayerCell, calc
             on_call()
         return float(het.atoms.get_potential_energy())
 
-    start = np.asarray(spec.interface_shift_frac, float)
-    return itf.scan_registry(energy, shifts, owner, _on_grid(start, n_grid), GAP_GRID_A)
-
-
-def _on_grid(shift: np.ndarray, n_grid: int) -> np.ndarray:
-    """The grid point nearest to ``shift`` (the start registry's row of the scan)."""
-    return (np.round(np.asarray(shift) * n_grid) / n_grid) % 1.0
+    return itf.scan_registry(energy, shifts, owner, spec.interface_shift_frac, GAP_GRID_A)
 
 
 def rattle_device(het: Heterostructure, amplitude_A: float, seed: int) -> float:
@@ -204,12 +201,10 @@ def relax(spec: InterfaceSpec, a_left: float, a_right: float, calculator, relax_
     rattled = rattle_device(het, relax_cfg["rattle_A"], relax_cfg["rattle_seed"])
     buffer_right = np.flatnonzero(het.region == 2)
     z0 = float(het.atoms.positions[buffer_right, 2].mean()) if len(buffer_right) else 0.0
-    energies, fmaxes, converged = relax_interface(het, calculator, relax_cfg["fmax_eV_A"], relax_cfg["max_steps"],
-                                                  relax_cfg["optimizer"], on_step=on_step, relax_gap=relax_cfg["relax_gap"])
+    energies, fmaxes, converged, forces = relax_interface(het, calculator, relax_cfg["fmax_eV_A"], relax_cfg["max_steps"],
+                                                          relax_cfg["optimizer"], on_step=on_step, relax_gap=relax_cfg["relax_gap"])
     dz = float(het.atoms.positions[buffer_right, 2].mean()) - z0 if len(buffer_right) else 0.0
-    het.atoms.calc = calculator
-    fz = float(het.atoms.get_forces()[buffer_right, 2].sum()) if len(buffer_right) else 0.0
-    het.atoms.calc = None
+    fz = float(forces[buffer_right, 2].sum()) if len(buffer_right) else 0.0
     return RelaxResult(left, right, strain, het, energies, fmaxes, converged, lattice_constants, spec, scan, rattled, dz, fz)
 
 

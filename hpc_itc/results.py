@@ -203,6 +203,16 @@ def write_array(group: h5py.Group, name: str, data: Any, unit: str | None = None
     return ds
 
 
+def write_str_list(obj: h5py.Group | h5py.Dataset, name: str, items) -> None:
+    """Attribute ``name``: a list of strings (UTF-8, variable length; may be empty), e.g. warnings."""
+    obj.attrs.create(name, data=np.array(list(items), dtype=object), dtype=h5py.string_dtype())
+
+
+def read_str_list(obj: h5py.Group | h5py.Dataset, name: str) -> list[str]:
+    """Attribute ``name`` written by :func:`write_str_list` ([] when absent)."""
+    return [x.decode() if isinstance(x, bytes) else str(x) for x in obj.attrs.get(name, [])]
+
+
 def read_str_array(ds: h5py.Dataset) -> list[str]:
     return [x.decode() if isinstance(x, bytes) else str(x) for x in ds[()]]
 
