@@ -129,12 +129,13 @@ def main(argv=None) -> int:
     p.add_argument("--no-mpi", action="store_true", help="skip the mpiexec runs")
     args = p.parse_args(argv)
 
-    from hpc_itc import config, mlip
-    from hpc_itc import force_constants as fc
+    from hpc_itc import config
+    from hpc_itc.core import mlip
+    from hpc_itc.core import force_constants as fc
     from hpc_itc.cli import main as cli_main
     from hpc_itc.parallel import SerialComm
-    from hpc_itc.pipeline import Context, load_relaxed
-    from hpc_itc.results import ResultsFile
+    from hpc_itc.stages.context import Context, load_relaxed
+    from hpc_itc.store.file import ResultsFile
 
     base = _base_input(args.input, args.quick)
     work = args.workdir or Path(tempfile.mkdtemp(prefix="bench_fc_"))
@@ -219,7 +220,7 @@ def main(argv=None) -> int:
         line = f"  {p32.name:11s} {d:.2e}  {scale:6.2f}"
         if p32.name in fc.LEADS:
             lattice = (het.left_lead if p32.name == "left_lead" else het.right_lead).lattice
-            from hpc_itc.phonons import FCC_POINTS_CUBIC, reduced_qpoint
+            from hpc_itc.core.phonons import FCC_POINTS_CUBIC, reduced_qpoint
 
             for point in ("X", "L"):
                 q = reduced_qpoint(lattice, FCC_POINTS_CUBIC[point])
@@ -258,7 +259,7 @@ def main(argv=None) -> int:
     # the saving grows with the device: count (no force calls) for the paper's 42 + 42 cells, same leads and settings
     from dataclasses import replace
 
-    from hpc_itc.structure import build
+    from hpc_itc.core.structure import build
 
     spec = replace(ctx.spec, n_cells_left=42, n_cells_right=42)
     big = build(spec, het.left_lead, het.right_lead)

@@ -138,8 +138,8 @@ def paper_inputs(cost_per_atom: float, block_size: int) -> dict:
     import numpy as np
 
     from hpc_itc import config
-    from hpc_itc.force_constants import LEADS, part_forces, plans_for, produce, real_space_ifc
-    from hpc_itc.structure import InterfaceSpec, build, lead_cells
+    from hpc_itc.core.force_constants import LEADS, part_forces, plans_for, produce, real_space_ifc
+    from hpc_itc.core.structure import InterfaceSpec, build, lead_cells
 
     cfg = config.load(REPO / "inputs" / "cu_diamond_bare.toml")
     spec = InterfaceSpec.from_config(cfg["structure"])

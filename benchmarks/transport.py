@@ -7,7 +7,7 @@
 The device is the paper's: 42 layers of Cu (1 atom each) on 42 layers of diamond
 (2 atoms each) in the 1x1 primitive (001) cell, 126 atoms, with force constants
 out to 6 Å.  They come from a central-spring model built in code
-(:mod:`hpc_itc.transport.springs`, bands up to ~7.3 THz for Cu and ~40 THz for
+(`tests/springs.py`, bands up to ~7.3 THz for Cu and ~40 THz for
 diamond): the solver's cost depends on the geometry and the force-constant range,
 not on where the force constants came from.
 
@@ -40,15 +40,16 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", "1")
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))  # springs.py: the test fixture
 
 import numpy as np  # noqa: E402
 from threadpoolctl import threadpool_limits  # noqa: E402
 
-from hpc_itc.transport import stage  # noqa: E402
-from hpc_itc.transport.solve import SOLVED_RGF, solve_column  # noqa: E402
-from hpc_itc.transport.springs import spring_interface  # noqa: E402
-from hpc_itc.transport.symmetry import find_inplane_symmetry  # noqa: E402
-from hpc_itc.transport.system import build_system  # noqa: E402
+from hpc_itc.stages import transport as stage  # noqa: E402
+from hpc_itc.core.transport.solve import SOLVED_RGF, solve_column  # noqa: E402
+from springs import spring_interface  # noqa: E402
+from hpc_itc.core.transport.symmetry import find_inplane_symmetry  # noqa: E402
+from hpc_itc.core.transport.system import build_system  # noqa: E402
 
 _STATE: dict = {}
 
@@ -64,7 +65,7 @@ def full_mesh(system, st: dict, procs: int):
     t0 = time.perf_counter()
     symmetry = find_inplane_symmetry(system) if st["use_symmetry"] else None
     if symmetry is None:
-        from hpc_itc.transport.symmetry import InplaneSymmetry
+        from hpc_itc.core.transport.symmetry import InplaneSymmetry
 
         symmetry = InplaneSymmetry.identity()
     reds = stage.reductions(system, symmetry, [st["q_mesh"]], st["directions"])

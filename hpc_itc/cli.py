@@ -23,16 +23,16 @@ import sys
 import time
 import warnings
 
-from . import __version__
-from .errors import InputError
+from hpc_itc import __version__
+from hpc_itc.errors import InputError
 
 STAGE_FUNCTIONS = {
-    "structure": (".pipeline", "stage_structure"),
-    "relax": (".pipeline", "stage_relax"),
-    "force_constants": (".force_constants", "stage_force_constants"),
-    "transport": (".transport.stage", "stage_transport"),
-    "ldos": (".ldos", "stage_ldos"),
-    "cohp": (".cohp", "stage_cohp"),
+    "structure": ("hpc_itc.stages.context", "stage_structure"),
+    "relax": ("hpc_itc.stages.context", "stage_relax"),
+    "force_constants": ("hpc_itc.core.force_constants", "stage_force_constants"),
+    "transport": ("hpc_itc.stages.transport", "stage_transport"),
+    "ldos": ("hpc_itc.core.ldos", "stage_ldos"),
+    "cohp": ("hpc_itc.core.cohp", "stage_cohp"),
 }
 SUBCOMMANDS = ("run", "validate", "inspect", "export", "export-phonopy", "plot", "cohp-inputs", "evaluate", "check-model", "train", "sample", "collect-vasp", "schema", "sweep-point", "sweep-collect", "sweep-size")
 
@@ -84,7 +84,7 @@ def _parser() -> argparse.ArgumentParser:
     tr.add_argument("input")
     tr.add_argument("--dry-run", action="store_true", help="print the mace_run_train command only")
     sub.add_parser("schema", help="print the input-file reference")
-    from .sweep import add_subparsers as add_sweep_subparsers
+    from hpc_itc.tools.sweep import add_subparsers as add_sweep_subparsers
 
     add_sweep_subparsers(sub)
     sa = sub.add_parser("sample", help="training data for the MLIP: rattled and MD configurations, selection, VASP inputs")
@@ -117,53 +117,53 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "validate":
             return _validate(args.input)
         if args.command == "inspect":
-            from .inspect import inspect_file
+            from hpc_itc.tools.summary import inspect_file
 
             return inspect_file(args.result, as_json=args.json)
         if args.command == "export":
             return _export(args.result, args.out, args.stage)
         if args.command == "export-phonopy":
-            from .force_constants import export_phonopy
+            from hpc_itc.core.force_constants import export_phonopy
 
             for path in export_phonopy(args.result, args.part, args.out_dir):
                 print(f"wrote {path}")
             return 0
         if args.command == "plot":
-            from .plot import plot_files
+            from hpc_itc.tools.plot import plot_files
 
             for name, where in plot_files(args.results, args.out).items():
                 print(f"{name}: {where}")
             return 0
         if args.command == "cohp-inputs":
-            from .cohp import cohp_inputs_main
+            from hpc_itc.core.cohp import cohp_inputs_main
 
             return cohp_inputs_main(args.result, args.outdir, args.thickness, args.vacuum)
         if args.command == "evaluate":
-            from .evaluate import main_evaluate
+            from hpc_itc.tools.evaluate import main_evaluate
 
             return main_evaluate(args)
         if args.command == "sample":
-            from .sample import main_sample
+            from hpc_itc.tools.sample import main_sample
 
             return main_sample(args.input)
         if args.command == "collect-vasp":
-            from .dft import main_collect
+            from hpc_itc.core.dft import main_collect
 
             return main_collect(args.folders, args.out, skip_unfinished=args.skip_unfinished, config_type=args.config_type)
         if args.command == "check-model":
-            from .check_model import main_check_model
+            from hpc_itc.tools.check_model import main_check_model
 
             return main_check_model(args)
         if args.command == "train":
-            from .train import main_train
+            from hpc_itc.tools.train import main_train
 
             return main_train(args.input, dry_run=args.dry_run)
         if args.command in ("sweep-point", "sweep-collect", "sweep-size"):
-            from .sweep import dispatch as sweep_dispatch
+            from hpc_itc.tools.sweep import dispatch as sweep_dispatch
 
             return sweep_dispatch(args)
         if args.command == "schema":
-            from .config import schema_markdown
+            from hpc_itc.config import schema_markdown
 
             print(schema_markdown())
             return 0
@@ -177,8 +177,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _validate(path: str) -> int:
-    from . import config, mlip
-    from .structure import InterfaceSpec, elements_needed
+    from hpc_itc import config
+    from hpc_itc.core import mlip
+    from hpc_itc.core.structure import InterfaceSpec, elements_needed
 
     cfg = config.load(path)
     mlip.check_elements(cfg.model, elements_needed(InterfaceSpec.from_config(cfg["structure"])))
@@ -190,7 +191,7 @@ def _export(result: str, out: str, stage: str) -> int:
     from ase import Atoms
     from ase.io import write
 
-    from .results import open_for_reading, read_str_array
+    from hpc_itc.store.file import open_for_reading, read_str_array
 
     with open_for_reading(result) as f:
         if stage not in f or not f[stage].attrs.get("complete", False):
@@ -209,11 +210,11 @@ def _on_sigterm(signum, frame):  # noqa: ARG001
 
 
 def _run(path: str) -> int:
-    from . import config
-    from . import log as logmod
-    from .parallel import world
-    from .pipeline import Context, model_fingerprint
-    from .results import ResultsFile
+    from hpc_itc import config
+    from hpc_itc import log as logmod
+    from hpc_itc.parallel import world
+    from hpc_itc.stages.context import Context, model_fingerprint
+    from hpc_itc.store.file import ResultsFile
 
     comm = world()
     signal.signal(signal.SIGTERM, _on_sigterm)
@@ -228,7 +229,7 @@ def _run(path: str) -> int:
     ctx = Context(cfg=cfg, results=ResultsFile(cfg.output_path), comm=comm)
     def is_done(name: str) -> bool:
         if name == "cohp":  # lobster_dir is not hashed: redo when it (or its thresholds) changed
-            from .cohp import stage_is_current
+            from hpc_itc.core.cohp import stage_is_current
 
             return stage_is_current(ctx)
         return ctx.results.is_complete(name)
@@ -236,12 +237,12 @@ def _run(path: str) -> int:
     def stage(name: str):
         """The stage function, imported only when the stage runs (transport, ldos, cohp pull in more)."""
         module, function = STAGE_FUNCTIONS[name]
-        return getattr(importlib.import_module(module, __package__), function)
+        return getattr(importlib.import_module(module), function)
     t0 = time.monotonic()
     try:
         def prepare() -> str:
-            from . import mlip
-            from .structure import elements_needed
+            from hpc_itc.core import mlip
+            from hpc_itc.core.structure import elements_needed
 
             mlip.check_elements(cfg.model, elements_needed(ctx.spec))
             sha = cfg.sha256(extra=model_fingerprint(cfg.model))

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from .errors import InputError
+from hpc_itc.errors import InputError
 
 MATERIALS = ("cu", "diamond")
 STAGES = ("structure", "relax", "force_constants", "transport", "ldos", "cohp")
@@ -173,7 +173,7 @@ class RunConfig:
 
     @property
     def model(self) -> str:
-        """Model spec for :mod:`hpc_itc.mlip`: 'default', a foundation name or an absolute path."""
+        """Model spec for :mod:`hpc_itc.core.mlip`: 'default', a foundation name or an absolute path."""
         spec = self.data["mlip"]["model"]
         candidate = resolve_path(self.base_dir, spec)
         return str(candidate) if candidate.exists() else spec
@@ -355,7 +355,7 @@ def _cross_checks(data: dict[str, dict[str, Any]], base: Path) -> None:
     if t["device_model"] == "left_lead" and (s["left_material"] != s["right_material"] or x > 0):
         raise InputError("transport.device_model", "'left_lead' builds the device from the left lead: allowed only when left_material == right_material and n_fraction = 0")
     if t["q_mesh_sweep"]:
-        from .transport.stage import parse_meshes
+        from hpc_itc.stages.transport import parse_meshes
 
         parse_meshes(t["q_mesh_sweep"])
     stages = data["run"]["stages"]

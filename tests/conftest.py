@@ -24,7 +24,7 @@ def finished_run(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def finished_run_summary(finished_run):
-    from hpc_itc.inspect import summary
+    from hpc_itc.tools.summary import summary
 
     return summary(finished_run[1])
 
@@ -35,8 +35,8 @@ def emt_cu_phonopy():
     import numpy as np
     from ase.calculators.emt import EMT
 
-    from hpc_itc.force_constants import displaced_atoms, make_phonopy, produce
-    from hpc_itc.structure import cubic_layer_cell
+    from hpc_itc.core.force_constants import displaced_atoms, make_phonopy, produce
+    from hpc_itc.core.structure import cubic_layer_cell
 
     cell = cubic_layer_cell("cu", 3.59).atoms()
     phonon = make_phonopy(cell, (4, 4, 5), 0.01, 1e-5)

@@ -7,13 +7,13 @@ import pytest
 from ase.build import bulk
 from ase.eos import EquationOfState
 
-from hpc_itc import mlip
+from hpc_itc.core import mlip
 from hpc_itc.cli import main
 
 
 @pytest.fixture(scope="module")
 def report():
-    from hpc_itc.check_model import check
+    from hpc_itc.tools.check_model import check
 
     summary, _ = check("default")
     return summary
@@ -51,7 +51,7 @@ def test_lattice_constant_agrees_with_equation_of_state(report):
 
 
 def test_cli_json(capsys, tmp_path, report, monkeypatch):
-    from hpc_itc import check_model
+    from hpc_itc.tools import check_model
 
     monkeypatch.setattr(check_model, "check", lambda *a, **k: (report, {}))
     assert main(["check-model", "default", "--json"]) == 0

@@ -19,7 +19,7 @@ import pytest
 from ase import Atoms
 from ase.io import write as ase_write
 
-from hpc_itc import cohp
+from hpc_itc.core import cohp
 from hpc_itc.errors import InputError
 
 # ---------------------------------------------------------------------------------------
@@ -344,7 +344,7 @@ def test_no_interface_bonds_listed(tmp_path):
 # input writing
 # ---------------------------------------------------------------------------------------
 def _heterostructure(n_fraction=0.0, left="cu", right="diamond", n_cells=6, buffer=4, repeat=(1, 1)):
-    from hpc_itc import structure as st
+    from hpc_itc.core import structure as st
     from hpc_itc.config import validate
 
     cfg = validate({"structure": {"left_material": left, "right_material": right, "n_cells_left": n_cells, "n_cells_right": n_cells,
@@ -476,8 +476,8 @@ def test_round_trip_layers_match_bookkeeping(tmp_path, n_fraction, left):
 
 
 def test_inputs_from_results_file(tmp_path, capsys):
-    from hpc_itc.pipeline import write_heterostructure
-    from hpc_itc.results import ResultsFile
+    from hpc_itc.stages.context import write_heterostructure
+    from hpc_itc.store.file import ResultsFile
 
     het, strain = _heterostructure(1.0)
     rf = ResultsFile(tmp_path / "r.h5")
@@ -502,8 +502,8 @@ def test_inputs_from_results_file(tmp_path, capsys):
 def _ctx(tmp_path, lobster_dir):
     from hpc_itc.config import RunConfig
     from hpc_itc.parallel import SerialComm
-    from hpc_itc.pipeline import Context
-    from hpc_itc.results import ResultsFile
+    from hpc_itc.stages.context import Context
+    from hpc_itc.store.file import ResultsFile
 
     cfg = RunConfig(data={"cohp": {"lobster_dir": lobster_dir}}, source=tmp_path / "in.toml", base_dir=tmp_path)
     rf = ResultsFile(tmp_path / "r.h5")

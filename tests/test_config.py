@@ -104,7 +104,7 @@ def test_missing_input_file(capsys, tmp_path):
 
 
 def test_element_unknown_to_model_is_an_input_error(tmp_path, monkeypatch):
-    from hpc_itc import mlip
+    from hpc_itc.core import mlip
 
     def fake_check(model, symbols, key="mlip.model"):
         raise InputError(key, "model lacks N; it knows C, Cu")

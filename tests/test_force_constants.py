@@ -14,14 +14,14 @@ import pytest
 from ase.calculators.emt import EMT
 
 from hpc_itc import config
-from hpc_itc import force_constants as fc
+from hpc_itc.core import force_constants as fc
 from hpc_itc.errors import InputError
-from hpc_itc.harmonic import OMEGA_TO_THZ, bulk_modes
+from hpc_itc.core.harmonic import OMEGA_TO_THZ, bulk_modes
 from hpc_itc.parallel import SerialComm
-from hpc_itc.phonons import FCC_POINTS_CUBIC, reduced_qpoint
-from hpc_itc.pipeline import Context, load_relaxed, stage_relax, stage_structure
-from hpc_itc.results import ResultsFile
-from hpc_itc.structure import cubic_layer_cell
+from hpc_itc.core.phonons import FCC_POINTS_CUBIC, reduced_qpoint
+from hpc_itc.stages.context import Context, load_relaxed, stage_relax, stage_structure
+from hpc_itc.store.file import ResultsFile
+from hpc_itc.core.structure import cubic_layer_cell
 
 A_EMT = 3.59  # EMT's cubic Cu lattice constant (3.5898 Å)
 CUTOFF = 4.0
@@ -290,7 +290,7 @@ def _displaced_structures(n=5):
 
 
 def test_batched_mace_forces_equal_one_by_one():
-    from hpc_itc import mlip
+    from hpc_itc.core import mlip
 
     calc = mlip.load_calculator("default", dtype="float64")
     structures = _displaced_structures()
@@ -314,7 +314,7 @@ def test_batched_mace_forces_on_gpu():
     torch = pytest.importorskip("torch")
     if not torch.cuda.is_available():
         pytest.skip("no GPU here: the batched path was tested on the CPU only")
-    from hpc_itc import mlip
+    from hpc_itc.core import mlip
 
     calc = mlip.load_calculator("default", device="cuda", dtype="float64")
     structures = _displaced_structures()

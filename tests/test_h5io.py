@@ -17,11 +17,11 @@ import h5py
 import numpy as np
 import pytest
 
-from hpc_itc import h5io
+from hpc_itc.store import rows as h5io
 from hpc_itc.errors import InputError
-from hpc_itc.h5io import CollectiveStageWrite, MemoryRows, write_rows
+from hpc_itc.store.rows import CollectiveStageWrite, MemoryRows, write_rows
 from hpc_itc.parallel import SerialComm
-from hpc_itc.results import ResultsFile, write_array
+from hpc_itc.store.file import ResultsFile, write_array
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -148,8 +148,8 @@ MPI_SCRIPT = textwrap.dedent("""
     sys.path.insert(0, {tests!r})
     from test_h5io import _demo_writer, _fill_checkpoints
     from hpc_itc.parallel import world
-    from hpc_itc.pipeline import Context
-    from hpc_itc.results import ResultsFile
+    from hpc_itc.stages.context import Context
+    from hpc_itc.store.file import ResultsFile
 
     folder, mode, broken = Path(sys.argv[1]), sys.argv[2], sys.argv[3] == "broken"
     os.environ["HPC_ITC_H5_WRITER"] = mode

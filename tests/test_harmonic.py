@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from hpc_itc.force_constants import real_space_ifc
-from hpc_itc.harmonic import OMEGA_TO_THZ, PrincipalLayerLead, bulk_modes
+from hpc_itc.core.force_constants import real_space_ifc
+from hpc_itc.core.harmonic import OMEGA_TO_THZ, PrincipalLayerLead, bulk_modes
 
 
 @pytest.fixture(scope="module")

@@ -11,9 +11,9 @@ from ase.calculators.emt import EMT
 from ase.neighborlist import neighbor_list
 
 from hpc_itc import config
-from hpc_itc import interface as itf
-from hpc_itc.relax import RigidZ, relax, relax_interface, search_registry
-from hpc_itc.structure import InterfaceSpec, bonded_registry, build, lead_cells
+from hpc_itc.core import interface as itf
+from hpc_itc.core.relax import RigidZ, relax, relax_interface, search_registry
+from hpc_itc.core.structure import InterfaceSpec, bonded_registry, build, lead_cells
 
 
 def spec(**over) -> InterfaceSpec:
@@ -30,7 +30,7 @@ def dft_reference() -> dict:
 
 @pytest.fixture(scope="module")
 def model():
-    from hpc_itc import mlip
+    from hpc_itc.core import mlip
 
     return mlip.load_calculator("default", device="cpu", dtype="float64", num_threads=1)
 
@@ -188,10 +188,10 @@ def test_fixed_buffers_strain_the_device_and_rigid_z_removes_it():
 
 def test_interface_stiffness_is_the_rigid_shift_energy():
     """K from the cross pairs equals the curvature of the harmonic energy of a rigid shift of the right half."""
-    from hpc_itc.transport.springs import spring_interface
+    from springs import spring_interface
 
     _, _, _, het = spring_interface(3, 3, cutoff_A=4.0)
-    from hpc_itc.transport.springs import spring_ifc
+    from springs import spring_ifc
 
     slab = spring_ifc(np.array(het.atoms.cell), het.atoms.positions, het.atoms.get_chemical_symbols(), False, 4.0, None)
     area = itf.interface_area_A2(het.atoms)
@@ -213,11 +213,11 @@ def test_interface_stiffness_is_the_rigid_shift_energy():
 
 def test_gamma_frequencies_match_the_dynamical_matrix():
     """Bulk diamond layer cell: Gamma frequencies without the translations = the optical modes of D(q=0)."""
-    from hpc_itc.transport.springs import spring_bulk
+    from springs import spring_bulk
 
     ifc = spring_bulk("diamond", cutoff_A=3.0)
     freqs = itf.gamma_frequencies_THz(ifc)
-    from hpc_itc.harmonic import OMEGA_TO_THZ
+    from hpc_itc.core.harmonic import OMEGA_TO_THZ
 
     d = ifc.dynamical_matrix(np.zeros(3))
     ev = np.sort(np.linalg.eigvalsh(d))[3:]
@@ -234,7 +234,7 @@ def test_input_keys():
 
 def test_junction_of_one_crystal_is_as_stiff_as_the_bulk():
     """diamond|diamond built by the default registry is the bulk: interface stiffness = the lead's interplanar one."""
-    from hpc_itc.transport.springs import spring_ifc
+    from springs import spring_ifc
 
     s = spec(left_material="diamond", right_material="diamond", n_cells_left=4, n_cells_right=4, buffer_cells=1)
     left, right, _ = lead_cells(s, 3.567, 3.567)
@@ -248,7 +248,7 @@ def test_junction_of_one_crystal_is_as_stiff_as_the_bulk():
 
 
 def test_sample_input_refuses_a_too_small_gap():
-    from hpc_itc.sample import validate_sample
+    from hpc_itc.tools.sample import validate_sample
 
     with pytest.raises(config.InputError, match="structures.interface_spacing_A"):
         validate_sample({"structures": {"interface_spacing_A": 0.2}})

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from hpc_itc.force_constants import real_space_ifc
-from hpc_itc.ldos import broadened, overlap_factor, scattering_amplitudes
-from hpc_itc.transport.system import homogeneous_system
+from hpc_itc.core.force_constants import real_space_ifc
+from hpc_itc.core.ldos import broadened, overlap_factor, scattering_amplitudes
+from hpc_itc.core.transport.system import homogeneous_system
 
 
 @pytest.fixture(scope="module")

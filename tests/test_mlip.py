@@ -1,4 +1,4 @@
-"""Tests of the MLIP layer (hpc_itc.mlip) with the packaged default model."""
+"""Tests of the MLIP layer (hpc_itc.core.mlip) with the packaged default model."""
 
 import os
 import pickle
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from ase.build import bulk
 
-from hpc_itc import mlip
+from hpc_itc.core import mlip
 from hpc_itc.errors import InputError
 
 
@@ -32,7 +32,7 @@ def _diamond():
 
 
 def test_import_is_cheap():
-    code = "import sys, hpc_itc.mlip; print('torch' in sys.modules, 'mace' in sys.modules)"
+    code = "import sys, hpc_itc.core.mlip; print('torch' in sys.modules, 'mace' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
 

@@ -6,7 +6,7 @@ import sys
 
 
 from hpc_itc.cli import main
-from hpc_itc.inspect import summary
+from hpc_itc.tools.summary import summary
 
 from small_input import SMALL
 
@@ -46,7 +46,7 @@ def test_inspect_json_cli(finished_run):
 
 def test_rerun_skips_finished_stages(finished_run, monkeypatch):
     path, out = finished_run
-    from hpc_itc import mlip
+    from hpc_itc.core import mlip
 
     def no_model(*args, **kwargs):
         raise AssertionError("a finished run must not evaluate the model again")
@@ -70,7 +70,7 @@ def test_different_input_refused_file_untouched(finished_run, capsys):
 
 def test_interrupted_force_constants_resume_without_recomputing(tmp_path, monkeypatch, finished_run):
     """A run that dies mid-stage keeps its finished displacements; the rerun computes only the rest."""
-    from hpc_itc import mlip
+    from hpc_itc.core import mlip
 
     real = mlip.load_calculator
     calls = {"n": 0, "fail_after": None}
@@ -112,7 +112,7 @@ def test_inspect_unfinished_run_says_what_is_missing(tmp_path, capsys):
     path = tmp_path / "in.toml"
     path.write_text(SMALL.format(out="part.h5").replace("[run]", '[run]\nstages = ["structure"]'))
     assert main([str(path)]) == 0
-    from hpc_itc.results import ResultsFile
+    from hpc_itc.store.file import ResultsFile
 
     ResultsFile(tmp_path / "part.h5").save_task("force_constants", "device", 0, forces=[[0.0, 0.0, 0.0]])
     s = summary(tmp_path / "part.h5")

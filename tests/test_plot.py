@@ -1,7 +1,7 @@
 """Figures from results files: written as PNG and PDF, several files on one figure, missing data skipped."""
 
 from hpc_itc.cli import main
-from hpc_itc.plot import plot_files
+from hpc_itc.tools.plot import plot_files
 
 
 def test_plot_writes_png_and_pdf(finished_run, tmp_path):

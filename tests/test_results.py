@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from hpc_itc.errors import InputError, ResultsMismatchError
-from hpc_itc.results import ResultsFile, write_array
+from hpc_itc.store.file import ResultsFile, write_array
 
 
 def test_create_refuse_and_accept(tmp_path):

@@ -1,4 +1,4 @@
-"""Training-data sampling (hpc_itc.sample) and VASP in/out (hpc_itc.dft), on EMT and hand-made VASP files."""
+"""Training-data sampling (hpc_itc.tools.sample) and VASP in/out (hpc_itc.core.dft), on EMT and hand-made VASP files."""
 
 import json
 import os
@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from ase.io import read
 
-from hpc_itc.dft import KBAR_TO_EV_A3, kpoint_mesh, main_collect, read_vasp_folder
+from hpc_itc.core.dft import KBAR_TO_EV_A3, kpoint_mesh, main_collect, read_vasp_folder
 from hpc_itc.errors import InputError
-from hpc_itc.sample import KINDS, main_sample, select_by_disagreement
+from hpc_itc.tools.sample import KINDS, main_sample, select_by_disagreement
 
 VASP = Path(__file__).parent / "data" / "vasp"
 REPO = Path(__file__).resolve().parents[1]
@@ -106,7 +106,7 @@ def test_two_ranks_give_the_same_file(tmp_path):
     path.write_text(EMT_TOML.format(out="mpi", seed=7, prerelax=3))
     env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1", OMP_NUM_THREADS="1",
                OMPI_MCA_rmaps_base_oversubscribe="1", PRTE_MCA_rmaps_default_mapping_policy=":oversubscribe")
-    code = f"import sys; from hpc_itc.sample import main_sample; sys.exit(main_sample({str(path)!r}))"
+    code = f"import sys; from hpc_itc.tools.sample import main_sample; sys.exit(main_sample({str(path)!r}))"
     proc = subprocess.run(["mpiexec", "-n", "2", "--oversubscribe", sys.executable, "-c", code],
                           capture_output=True, text=True, env=env, timeout=300, cwd=REPO)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -338,7 +338,7 @@ count = 3
 def test_starting_structures_from_the_builder():
     from ase.neighborlist import neighbor_list
 
-    from hpc_itc.sample import SCHEMA, build_starting_structure
+    from hpc_itc.tools.sample import SCHEMA, build_starting_structure
 
     s = {k: spec.default for k, spec in SCHEMA["structures"].items()}  # defaults: 2x2 in-plane, 4+4 layers
     built = {kind: build_starting_structure(kind, s, 3.615, 3.567) for kind in KINDS}
@@ -367,7 +367,7 @@ def test_thermostats_are_seeded(thermostat):
     from ase.build import bulk
     from ase.calculators.emt import EMT
 
-    from hpc_itc.sample import SCHEMA, md_snapshots
+    from hpc_itc.tools.sample import SCHEMA, md_snapshots
 
     md = {k: spec.default for k, spec in SCHEMA["md"].items()}
     md.update(thermostat=thermostat, equilibration_steps=3, interval_steps=2, snapshots=2)

@@ -5,7 +5,7 @@ import pytest
 from ase.neighborlist import neighbor_list
 
 from hpc_itc import config
-from hpc_itc.structure import InterfaceSpec, build, cubic_layer_cell, lead_cells, terminal_diamond_plane
+from hpc_itc.core.structure import InterfaceSpec, build, cubic_layer_cell, lead_cells, terminal_diamond_plane
 
 
 def spec(**over):

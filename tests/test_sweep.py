@@ -1,11 +1,11 @@
-"""Parameter sweeps (hpc_itc.sweep): expansion, validation, one point per array task, collection."""
+"""Parameter sweeps (hpc_itc.tools.sweep): expansion, validation, one point per array task, collection."""
 
 import csv
 import json
 
 import pytest
 
-from hpc_itc import sweep
+from hpc_itc.tools import sweep
 from hpc_itc.errors import InputError
 
 # a tiny run (about 7 s on 2 cores): 2+2 device cells, no bulk relaxation, coarse mesh, no LDOS

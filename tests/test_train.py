@@ -6,7 +6,7 @@ import pytest
 from ase.io import read, write
 
 from hpc_itc.cli import main
-from hpc_itc.train import PAPER_FINETUNE, command, load
+from hpc_itc.tools.train import PAPER_FINETUNE, command, load
 
 
 @pytest.fixture
@@ -75,8 +75,8 @@ correlation = 1
 max_ell = 1
 ''')
     assert main(["train", str(small_data / "t.toml")]) == 0
-    from hpc_itc import mlip
-    from hpc_itc.evaluate import evaluate
+    from hpc_itc.core import mlip
+    from hpc_itc.tools.evaluate import evaluate
 
     summary = mlip.model_summary(str(small_data / "tiny.model"))
     assert summary.r_max_A == pytest.approx(3.0) and summary.num_interactions == 1

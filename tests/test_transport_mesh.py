@@ -4,21 +4,15 @@ sharing, in-plane symmetry reduction; and the mode-resolved path maps."""
 import numpy as np
 import pytest
 
-from hpc_itc.harmonic import OMEGA_UNIT_RAD_S, RealSpaceIFC, bulk_modes
-from hpc_itc.transport import landauer, stage
-from hpc_itc.transport.bzpath import lead_path, special_points
-from hpc_itc.transport.leads import count_propagating, lead_modes
-from hpc_itc.transport.solve import (
-    CLOSED_BY_BOUND,
-    CLOSED_BY_COUNT,
-    SOLVED_RGF,
-    ChannelScreen,
-    path_transmission,
-    solve_column,
-)
-from hpc_itc.transport.springs import DEFAULT_SPRINGS, spring_bulk, spring_interface
-from hpc_itc.transport.symmetry import InplaneSymmetry, find_inplane_symmetry, reduce_mesh
-from hpc_itc.transport.system import build_system, homogeneous_system
+from hpc_itc.core.harmonic import OMEGA_UNIT_RAD_S, RealSpaceIFC, bulk_modes
+from hpc_itc.core.transport import landauer
+from hpc_itc.stages import transport as stage
+from hpc_itc.core.transport.bzpath import lead_path, special_points
+from hpc_itc.core.transport.leads import count_propagating, lead_modes
+from hpc_itc.core.transport.solve import CLOSED_BY_BOUND, CLOSED_BY_COUNT, SOLVED_RGF, ChannelScreen, path_transmission, solve_column
+from springs import DEFAULT_SPRINGS, spring_bulk, spring_interface
+from hpc_itc.core.transport.symmetry import InplaneSymmetry, find_inplane_symmetry, reduce_mesh
+from hpc_itc.core.transport.system import build_system, homogeneous_system
 
 # a softer "diamond" than the default springs: its bands overlap Cu's more, so that a
 # 4x4x4 mesh has many open-channel solves as well as closed ones

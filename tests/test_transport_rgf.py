@@ -10,8 +10,8 @@ block pivot is singular (a bound state that does not couple to the leads).
 import numpy as np
 import pytest
 
-from hpc_itc.transport.leads import LeadBlocks, lead_modes
-from hpc_itc.transport.scattering import Junction, block_partition, solve_scattering
+from hpc_itc.core.transport.leads import LeadBlocks, lead_modes
+from hpc_itc.core.transport.scattering import Junction, block_partition, solve_scattering
 from test_transport_core import (
     build_junction,
     chain_cell,

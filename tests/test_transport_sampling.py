@@ -1,4 +1,4 @@
-"""q_z refinement of the incident-mode mesh (hpc_itc.transport.sampling) and its effect on the two directions.
+"""q_z refinement of the incident-mode mesh (hpc_itc.core.transport.qz_sampling) and its effect on the two directions.
 
 Eq. 5 is a Riemann sum; on a Cu/diamond-like junction the diamond -> Cu sum sees only
 the few diamond modes below Cu's highest frequency, so on a plain mesh the two
@@ -9,11 +9,11 @@ both sums converge to the same value, as the harmonic limit demands.
 import numpy as np
 import pytest
 
-from hpc_itc.transport import stage
-from hpc_itc.transport.sampling import AUTO_WINDOW_POINTS, auto_qz_refine, band_maximum, refined_mesh, window_points
-from hpc_itc.transport.springs import spring_interface
-from hpc_itc.transport.solve import SOLVED_SHIFTED, solve_column
-from hpc_itc.transport.system import build_system
+from hpc_itc.stages import transport as stage
+from hpc_itc.core.transport.qz_sampling import AUTO_WINDOW_POINTS, auto_qz_refine, band_maximum, refined_mesh, window_points
+from springs import spring_interface
+from hpc_itc.core.transport.solve import SOLVED_SHIFTED, solve_column
+from hpc_itc.core.transport.system import build_system
 
 from test_transport_stage import run_stage
 

@@ -12,13 +12,13 @@ import numpy as np
 import pytest
 
 from hpc_itc.errors import InputError
-from hpc_itc.force_constants import real_space_ifc
+from hpc_itc.core.force_constants import real_space_ifc
 from hpc_itc.parallel import SerialComm
-from hpc_itc.pipeline import Context
-from hpc_itc.results import ResultsFile
-from hpc_itc.transport import stage
-from hpc_itc.transport.springs import DEFAULT_SPRINGS, spring_interface
-from hpc_itc.transport.system import build_system
+from hpc_itc.stages.context import Context
+from hpc_itc.store.file import ResultsFile
+from hpc_itc.stages import transport as stage
+from springs import DEFAULT_SPRINGS, spring_interface
+from hpc_itc.core.transport.system import build_system
 
 SOFT = dict(DEFAULT_SPRINGS)
 SOFT[("C", "C")] = (3.0, 1.54)
@@ -71,7 +71,7 @@ def test_stage_writes_caroli_paths_and_sweep(tmp_path, monkeypatch, spring_syste
             np.testing.assert_allclose(sweep["4x4x4"][direction]["itc"][()], d["itc"][()], rtol=1e-14)
             assert sweep["2x2x2"][direction].attrs["n_modes"] < d["frequency"].shape[0]
     assert not (tmp_path / "r.h5.ckpt").exists()
-    from hpc_itc.inspect import summary
+    from hpc_itc.tools.summary import summary
 
     sweep_itc = summary(tmp_path / "r.h5")["q_mesh_sweep_itc_MW_m2K"]
     assert set(sweep_itc) == {"2x2x2", "4x4x4"} and set(sweep_itc["2x2x2"]) == {"left_to_right", "right_to_left"}
@@ -108,7 +108,7 @@ def emt_cu(emt_cu_phonopy):
 
 def test_left_lead_device_model_reaches_the_radiation_limit(tmp_path, monkeypatch, emt_cu):
     """Cu | Cu with the device built from the left lead's bulk IFCs: T = 1, h = radiation limit."""
-    from hpc_itc import force_constants
+    from hpc_itc.core import force_constants
 
     het = SimpleNamespace(inplane_repeat=(1, 1))
     # the slab force constants are deliberately wrong: device_model = "left_lead" must not use them

@@ -1,0 +1,238 @@
+"""Bulk phonons of the leads from the stage's own force constants: dispersion, DOS, experiment.
+
+The leads' unit cells are (001) layer cells (a1, a2 in plane, a3 to the next layer; see
+:mod:`hpc_itc.core.structure`), in the frame x = [110], y = [-110], z = [001] of the cubic crystal.
+High-symmetry points are given in cubic coordinates (units 2 pi / a) with X = (0, 0, 1) along
+the transport direction [001]; in-plane components are scaled by the in-plane lattice constant
+a_par = sqrt(2) |a1| and z components by a_perp = 2 a3_z, so a strained (tetragonal) lead keeps its
+zone-boundary points at half reciprocal lattice vectors: X = (0, 0, 1/2), L = (1/2, 0, 1/2) in the
+layer cell's reduced coordinates, for any strain.
+
+Frequencies in THz (phonopy's units with eV, Å, amu), DOS in states/THz per primitive cell (integral
+3 x atoms).  Path distances are phonopy's (1/Å, no 2 pi) in :class:`LeadPhonons` and stored with the
+factor 2 pi, like the transport stage's mode maps.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+# cubic coordinates, units 2 pi / a (X along z = [001], the transport direction)
+FCC_POINTS_CUBIC = {
+    "G": (0.0, 0.0, 0.0),
+    "X": (0.0, 0.0, 1.0),
+    "U": (0.25, 0.25, 1.0),
+    "K": (0.75, 0.75, 0.0),
+    "L": (0.5, 0.5, 0.5),
+    "W": (0.5, 0.0, 1.0),
+    "X_inplane": (1.0, 0.0, 0.0),  # X along [100], in the interface plane (differs from X when strained)
+}
+FCC_PATH = (("G", "X", "U"), ("K", "G", "L", "W", "X"))
+TEX = {"G": r"$\Gamma$", "X_inplane": r"X$_\parallel$"}
+REFERENCE_FILE = Path(__file__).resolve().parents[1] / "data" / "reference_phonons.toml"
+
+# which computed modes each reference entry is compared with: (point, branch, indices within the branch)
+# branch "T" / "L": transverse / longitudinal modes sorted by frequency; "all": all modes sorted
+REFERENCE_MATCH = {
+    "cu": {"X_L": ("X", "L", (0,)), "X_T": ("X", "T", (0, 1)), "L_L": ("L", "L", (0,)), "L_T": ("L", "T", (0, 1))},
+    "diamond": {"gamma_optical": ("G", "all", (3, 4, 5)), "X_TA": ("X", "T", (0, 1)), "X_TO": ("X", "T", (2, 3)),
+                "X_LA_LO": ("X", "L", (0, 1)), "L_TA": ("L", "T", (0, 1)), "L_LA": ("L", "L", (0,))},
+}
+
+
+def reduced_qpoint(lattice: np.ndarray, cubic: tuple[float, float, float]) -> np.ndarray:
+    """Reduced coordinates (in the layer cell's b1, b2, b3) of a point given in cubic units 2 pi / a."""
+    lattice = np.asarray(lattice, float)
+    a_par = np.sqrt(2.0) * np.linalg.norm(lattice[0])
+    a_perp = 2.0 * lattice[2, 2]
+    k1, k2, k3 = cubic
+    q_cart = np.array([(k1 + k2) / np.sqrt(2.0) / a_par, (-k1 + k2) / np.sqrt(2.0) / a_par, k3 / a_perp])  # 1/Å, no 2 pi
+    return lattice @ q_cart
+
+
+@dataclass
+class LeadPhonons:
+    """Dispersion along the fcc path, total DOS, and the modes at Gamma, X, L (THz)."""
+
+    material: str
+    path_qpoints: np.ndarray  # (nq, 3) reduced
+    path_distances: np.ndarray  # (nq,) 1/Å
+    path_frequencies: np.ndarray  # (nq, nbands) THz
+    path_segment: np.ndarray  # (nq,) segment index
+    label_names: list[str]  # at label_distances, "U|K" where the path jumps
+    label_distances: np.ndarray
+    dos_frequencies: np.ndarray  # THz
+    dos: np.ndarray  # states/THz per primitive cell
+    mesh: tuple[int, int, int]
+    points: dict = field(default_factory=dict)  # name -> {"q": reduced, "frequencies": THz, "longitudinal": fraction}
+    comparison: list = field(default_factory=list)  # (label, computed THz, reference THz)
+
+    def frequencies_at(self, name: str) -> np.ndarray:
+        return self.points[name]["frequencies"]
+
+
+def _modes_at(phonon, q_red: np.ndarray, lattice: np.ndarray) -> dict:
+    """Frequencies and longitudinal fraction sum_a |e_a . q^|^2 of each mode at one q."""
+    phonon.run_qpoints([q_red], with_eigenvectors=True)
+    freqs = np.asarray(phonon.qpoints.frequencies[0], float)
+    vecs = np.asarray(phonon.qpoints.eigenvectors[0])  # columns, mass-weighted
+    q_cart = np.linalg.solve(np.asarray(lattice, float), q_red)  # q = sum_j q_j b_j, b_j columns of inv(lattice)
+    nb = vecs.shape[1]
+    if np.linalg.norm(q_cart) < 1e-12:
+        longitudinal = np.full(nb, np.nan)
+    else:
+        qhat = q_cart / np.linalg.norm(q_cart)
+        e = vecs.T.reshape(nb, -1, 3)
+        longitudinal = (np.abs(e @ qhat) ** 2).sum(axis=1) / (np.abs(e) ** 2).sum(axis=(1, 2))
+    return {"q": np.asarray(q_red, float), "frequencies": freqs, "longitudinal": longitudinal}
+
+
+def _branch(point: dict, branch: str, n_basis: int) -> np.ndarray:
+    """Frequencies of one branch, sorted: the n_basis most longitudinal modes are 'L', the rest 'T'."""
+    f = point["frequencies"]
+    if branch == "all":
+        return np.sort(f)
+    order = np.argsort(-point["longitudinal"], kind="stable")
+    chosen = order[:n_basis] if branch == "L" else order[n_basis:]
+    return np.sort(f[chosen])
+
+
+def load_reference(material: str) -> dict[str, float]:
+    with REFERENCE_FILE.open("rb") as fh:
+        table = tomllib.load(fh)
+    return {k: float(v) for k, v in table.get(material, {}).items() if k in REFERENCE_MATCH.get(material, {})}
+
+
+def compare_with_reference(material: str, points: dict, n_basis: int) -> list[tuple[str, float, float]]:
+    """(label, computed, reference) for each reference entry of ``material`` (THz)."""
+    out = []
+    reference = load_reference(material)
+    for label, (point, branch, idx) in REFERENCE_MATCH.get(material, {}).items():
+        if label not in reference or point not in points:
+            continue
+        f = _branch(points[point], branch, n_basis)
+        if max(idx) >= len(f):
+            continue
+        out.append((label, float(np.mean(f[list(idx)])), reference[label]))
+    return out
+
+
+def lead_phonons(phonon, lattice: np.ndarray, material: str, mesh=(16, 16, 16), points_per_segment: int = 51) -> LeadPhonons:
+    """Band structure along Gamma-X-U|K-Gamma-L-W-X, mesh DOS (tetrahedra) and the modes at G, X, L."""
+    lattice = np.asarray(lattice, float)
+    segments, starts, connections = [], [], []
+    for branch in FCC_PATH:
+        for k in range(len(branch) - 1):
+            a = reduced_qpoint(lattice, FCC_POINTS_CUBIC[branch[k]])
+            b = reduced_qpoint(lattice, FCC_POINTS_CUBIC[branch[k + 1]])
+            segments.append(a + np.linspace(0.0, 1.0, points_per_segment)[:, None] * (b - a))
+            starts.append((branch[k], branch[k + 1]))
+            connections.append(k < len(branch) - 2)
+    phonon.run_band_structure(segments, with_eigenvectors=False, path_connections=connections)
+    bs = phonon.band_structure
+    qpts = np.vstack(bs.qpoints)
+    dist = np.concatenate(bs.distances)
+    freqs = np.vstack(bs.frequencies)
+    seg = np.concatenate([np.full(len(q), k) for k, q in enumerate(bs.qpoints)])
+    names, where = [starts[0][0]], [float(bs.distances[0][0])]
+    for k, (a, b) in enumerate(starts):
+        end = float(bs.distances[k][-1])
+        if k + 1 < len(starts) and not connections[k]:
+            names.append(f"{b}|{starts[k + 1][0]}")
+        else:
+            names.append(b)
+        where.append(end)
+    phonon.run_mesh(list(mesh), with_eigenvectors=False, is_mesh_symmetry=True, is_gamma_center=True)
+    phonon.run_total_dos()
+    dos = {"frequency_points": phonon.total_dos.frequency_points, "total_dos": phonon.total_dos.dos}
+    n_basis = len(phonon.primitive)
+    points = {name: _modes_at(phonon, reduced_qpoint(lattice, FCC_POINTS_CUBIC[name]), lattice) for name in ("G", "X", "L", "X_inplane")}
+    return LeadPhonons(material, qpts, dist, freqs, seg, names, np.array(where), np.asarray(dos["frequency_points"], float),
+                       np.asarray(dos["total_dos"], float), tuple(int(x) for x in mesh), points,
+                       compare_with_reference(material, points, n_basis))
+
+
+def write_phonons(group, ph: LeadPhonons) -> None:
+    """Store under ``group`` (the lead's /force_constants/<lead>/phonons group)."""
+    from hpc_itc.store.file import write_array
+
+    group.attrs["material"] = ph.material
+    group.attrs["path"] = "G-X-U|K-G-L-W-X (fcc, cubic coordinates; X along [001], the transport direction)"
+    group.attrs["mesh"] = list(ph.mesh)
+    two_pi = 2.0 * np.pi  # distances as in /transport/<direction>/path: including 2 pi
+    write_array(group, "q_frac", ph.path_qpoints, doc="reduced coordinates in the lead layer cell's b1, b2, b3")
+    write_array(group, "distance", two_pi * ph.path_distances, "1/Å", doc="path length, including the factor 2 pi; zero across the U|K jump")
+    write_array(group, "frequency", ph.path_frequencies, "THz", doc="(points, bands)")
+    write_array(group, "segment", ph.path_segment, doc="straight segment of the path each point lies on")
+    write_array(group, "labels", np.array(ph.label_names, dtype="S16"))
+    write_array(group, "label_positions", two_pi * ph.label_distances, "1/Å", doc="distance of each label")
+    write_array(group, "dos_frequencies", ph.dos_frequencies, "THz")
+    write_array(group, "dos", ph.dos, "1/THz", doc="total DOS per primitive cell (tetrahedron method); integrates to 3 x atoms")
+    pts = group.create_group("points")
+    for name, p in ph.points.items():
+        g = pts.create_group(name)
+        write_array(g, "q_reduced", p["q"])
+        write_array(g, "frequencies", p["frequencies"], "THz")
+        write_array(g, "longitudinal_fraction", p["longitudinal"], doc="sum over atoms of |e . q_hat|^2 per mode (NaN at Gamma)")
+    if ph.comparison:
+        group.attrs["reference_source"] = "hpc_itc/data/reference_phonons.toml (experiment, unstrained crystal)"
+        write_array(group, "reference_labels", np.array([c[0] for c in ph.comparison], dtype="S16"))
+        write_array(group, "computed_THz", np.array([c[1] for c in ph.comparison]), "THz")
+        write_array(group, "reference_THz", np.array([c[2] for c in ph.comparison]), "THz")
+
+
+def read_phonons(group) -> dict:
+    """The stored comparison and high-symmetry frequencies, as plain Python (for inspect)."""
+    out = {"points_THz": {name: [float(x) for x in group["points"][name]["frequencies"][()]] for name in group["points"]}}
+    if "reference_labels" in group:
+        labels = [x.decode() for x in group["reference_labels"][()]]
+        out["vs_experiment_THz"] = {l: {"computed": float(c), "experiment": float(r)}
+                                    for l, c, r in zip(labels, group["computed_THz"][()], group["reference_THz"][()])}
+    return out
+
+
+def plot_phonons(leads: dict[str, LeadPhonons], path: str | Path) -> Path | None:
+    """Dispersion and DOS of each lead in one PNG; returns the path, or None without matplotlib."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except Exception:  # noqa: BLE001 - the plot is optional
+        return None
+    path = Path(path)
+    fig, axes = plt.subplots(len(leads), 2, figsize=(9, 3.6 * len(leads)), squeeze=False,
+                             gridspec_kw={"width_ratios": [3, 1]})
+    for row, (name, ph) in zip(axes, leads.items()):
+        ax, ax_dos = row
+        for s in np.unique(ph.path_segment):
+            sel = ph.path_segment == s
+            ax.plot(ph.path_distances[sel], ph.path_frequencies[sel], color="C0", lw=1)
+        for x in ph.label_distances:
+            ax.axvline(x, color="0.7", lw=0.5)
+        ax.set_xticks(ph.label_distances)
+        ax.set_xticklabels(["|".join(TEX.get(p, p) for p in l.split("|")) for l in ph.label_names])
+        ax.set_xlim(ph.label_distances[0], ph.label_distances[-1])
+        ax.set_ylabel("frequency (THz)")
+        ax.set_title(f"{name} ({ph.material})")
+        marked = False
+        for label, _, ref in ph.comparison:
+            point = REFERENCE_MATCH[ph.material][label][0]
+            xs = [x for l, x in zip(ph.label_names, ph.label_distances) if point in l.split("|")]
+            for x in xs:
+                ax.plot(x, ref, "o", color="C3", ms=4, label=None if marked else "experiment")
+                marked = True
+        if marked:
+            ax.legend(loc="lower right", fontsize=8)
+        ax_dos.plot(ph.dos, ph.dos_frequencies, color="C0", lw=1)
+        ax_dos.set_ylim(ax.get_ylim())
+        ax_dos.set_xlabel("DOS (1/THz)")
+        ax_dos.set_yticklabels([])
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

@@ -1,0 +1,87 @@
+"""``python -m hpc_itc check-model MODEL [--json] [--plot FILE.png]``: phonon validation of a model.
+
+Relaxes bulk Cu and diamond with the model (cubic, zero pressure), computes their
+force constants by finite displacements (phonopy, on the same (001) layer cells
+the leads use) and reports the lattice constants and the frequencies of all
+branches at Gamma, X and L next to the measured values shipped in
+``hpc_itc/data/reference_phonons.toml``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+
+import numpy as np
+
+from hpc_itc.core.structure import EXPERIMENTAL_LATTICE_A, cubic_layer_cell
+
+SUPERCELL_RADIUS_A = 5.0  # supercells whose half-width exceeds this (typical MACE cutoff)
+POINT_NAMES = {"G": "Gamma", "X": "X", "L": "L"}
+
+
+def bulk_phonons(material: str, calculator, displacement_A: float = 0.01):
+    """(lattice constant Å, LeadPhonons) of the unstrained crystal with this calculator."""
+    from hpc_itc.core.force_constants import displaced_atoms, inplane_supercell_for, make_phonopy, produce, z_supercell_for
+    from hpc_itc.core.phonons import lead_phonons
+    from hpc_itc.core.relax import relax_cubic_lattice
+
+    a = relax_cubic_lattice(material, EXPERIMENTAL_LATTICE_A[material], calculator)
+    cell = cubic_layer_cell(material, a)
+    supercell = (inplane_supercell_for(SUPERCELL_RADIUS_A, cell.inplane_A, 0),) * 2 + (z_supercell_for(SUPERCELL_RADIUS_A, cell.layer_step_A),)
+    phonon = make_phonopy(cell.atoms(), supercell, displacement_A, 1e-5)
+    forces = []
+    for k in range(len(phonon.supercells_with_displacements)):
+        atoms = displaced_atoms(phonon, k)
+        atoms.calc = calculator
+        forces.append(atoms.get_forces())
+    produce(phonon, np.array(forces))
+    return a, lead_phonons(phonon, cell.lattice, material)
+
+
+def check(model: str, device: str = "cpu", dtype: str = "float64") -> tuple[dict, dict]:
+    from hpc_itc.core import mlip
+
+    mlip.check_elements(model, {"Cu", "C"}, key="MODEL")
+    calc = mlip.load_calculator(model, device=device, dtype=dtype)
+    summary, phonons = {}, {}
+    for material, points in (("cu", ("X", "L")), ("diamond", ("G", "X", "L"))):
+        a, ph = bulk_phonons(material, calc)
+        phonons[material] = ph
+        entry = {"a_A": a, "a_reference_A": EXPERIMENTAL_LATTICE_A[material]}
+        for p in points:
+            entry[POINT_NAMES[p]] = sorted(float(f) for f in ph.frequencies_at(p))
+        entry["reference_THz"] = {label: {"model": model_f, "experiment": ref, "error_percent": 100 * (model_f / ref - 1)}
+                                  for label, model_f, ref in ph.comparison}
+        summary[material] = entry
+    return summary, phonons
+
+
+def format_report(summary: dict) -> str:
+    lines = []
+    for material, e in summary.items():
+        lines.append(f"{material}: a = {e['a_A']:.4f} Å (experiment {e['a_reference_A']:.3f} Å, {100 * (e['a_A'] / e['a_reference_A'] - 1):+.2f}%)")
+        for name in ("Gamma", "X", "L"):
+            if name in e:
+                lines.append(f"  {name:5s} " + " ".join(f"{f:7.3f}" for f in e[name]) + "  THz")
+        for label, r in e["reference_THz"].items():
+            lines.append(f"  {label:14s} model {r['model']:7.3f}  experiment {r['experiment']:7.3f}  THz  ({r['error_percent']:+.1f}%)")
+    return "\n".join(lines)
+
+
+def main_check_model(args) -> int:
+    with contextlib.redirect_stdout(sys.stderr):
+        summary, phonons = check(args.model, args.device, args.dtype)
+    if args.plot:
+        from hpc_itc.core.phonons import plot_phonons
+
+        plot_phonons({f"{m}": ph for m, ph in phonons.items()}, args.plot)
+    if args.json:
+        json.dump(summary, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        print(format_report(summary))
+        if args.plot:
+            print(f"dispersions: {args.plot}")
+    return 0

@@ -1,0 +1,191 @@
+"""Post-hoc inspection of a results file: a human summary, or the SPEC's JSON contract.
+
+Works on files from unfinished or failed runs: what is missing is reported, and
+checkpointed work not yet folded into the file is counted.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from hpc_itc.config import DEFAULT_STAGES, STAGES
+from hpc_itc.store.file import open_for_reading
+
+def summary(path: str | Path) -> dict[str, Any]:
+    """The JSON summary (SPEC keys plus a few more)."""
+    path = Path(path)
+    with open_for_reading(path) as f:
+        complete = [s for s in STAGES if s in f and f[s].attrs.get("complete", False)]
+        try:
+            cfg = tomllib.loads(f.attrs.get("input_toml", ""))
+        except tomllib.TOMLDecodeError:
+            cfg = {}
+        requested = cfg.get("run", {}).get("stages", list(DEFAULT_STAGES))
+        out: dict[str, Any] = {
+            "input_sha256": f.attrs.get("input_sha256"),
+            "hpc_itc_version": f.attrs.get("hpc_itc_version"),
+            "stages_complete": complete,
+            "stages_missing": [s for s in requested if s not in complete],
+            "wall_seconds": {s: float(f[s].attrs["wall_seconds"]) for s in complete if "wall_seconds" in f[s].attrs},
+        }
+        geometry = f["relax"] if "relax" in complete else (f["structure"] if "structure" in complete else None)
+        if geometry is not None:
+            out["n_atoms"] = int(len(geometry["region"]))
+            out["n_atoms_device"] = int(np.count_nonzero(geometry["region"][()] == 1))
+        if "relax" in complete:
+            g = f["relax"]
+            out["relax"] = {"converged": bool(g.attrs["converged"]), "steps": int(len(g["fmax_trace"])),
+                            "final_fmax_eV_A": float(g["fmax_trace"][-1]) if len(g["fmax_trace"]) else None,
+                            "lattice_constant_left_A": float(g.attrs["lattice_constant_left_A"]),
+                            "lattice_constant_right_A": float(g.attrs["lattice_constant_right_A"])}
+        from hpc_itc.stages.context import read_interface_summary
+
+        interface = read_interface_summary(f)
+        if interface is not None:
+            out["interface"] = interface
+        if "force_constants" in complete:
+            g = f["force_constants"]
+            out["n_force_evaluations"] = int(g.attrs["n_force_evaluations"])
+            parts = {}
+            for p in g:
+                if not isinstance(g[p], h5py.Group):
+                    continue
+                a = g[p].attrs
+                entry = {"n_force_evaluations": int(a["n_force_evaluations"])}
+                for key in ("n_displacements_symmetry_reduced", "n_displacements_naive", "asr_violation_before_eV_A2",
+                            "asr_violation_after_eV_A2", "cutoff_correction_max_eV_A2", "cutoff_correction_relative",
+                            "device_route", "interface_radius_A", "max_bulk_site_deviation_outside_zone_A"):
+                    if key in a:
+                        value = a[key]
+                        entry[key] = value if isinstance(value, str) else (int(value) if key.startswith("n_") else float(value))
+                if "phonons" in g[p]:
+                    from hpc_itc.core.phonons import read_phonons
+
+                    entry["phonons_THz"] = read_phonons(g[p]["phonons"])  # plain Python already
+                parts[p] = entry
+            out["force_constants"] = parts
+        if "transport" in complete:
+            g = f["transport"]
+            temps = [f"{t:.1f}" for t in g["temperatures"][()]]
+            itc, rad = {}, {}
+            for direction in ("left_to_right", "right_to_left"):
+                if direction in g:
+                    itc[direction] = dict(zip(temps, map(float, g[direction]["itc"][()])))
+                    rad[g[direction].attrs["incident_lead"] + "_lead"] = dict(zip(temps, map(float, g[direction]["radiation_limit"][()])))
+            out["itc_MW_m2K"] = itc
+            out["radiation_limit_MW_m2K"] = rad
+            out["max_abs_T_plus_R_minus_1"] = float(g.attrs["max_abs_T_plus_R_minus_1"])
+            if "junction_sum_rule_correction_eV_A2" in g.attrs:
+                out["junction_sum_rule_correction_eV_A2"] = float(g.attrs["junction_sum_rule_correction_eV_A2"])
+            if "caroli_max_abs_diff" in g.attrs:
+                out["caroli_max_abs_diff"] = float(g.attrs["caroli_max_abs_diff"])
+            if "sweep" in g:
+                out["q_mesh_sweep_itc_MW_m2K"] = {
+                    mesh: {d: dict(zip(temps, map(float, g["sweep"][mesh][d]["itc"][()]))) for d in g["sweep"][mesh]
+                           if isinstance(g["sweep"][mesh][d], h5py.Group)}  # beside the direction groups: q_mesh
+                    for mesh in g["sweep"]}
+            if "rectification_percent" in g:
+                out["rectification_percent"] = dict(zip(temps, map(float, g["rectification_percent"][()])))
+            out["q_mesh"] = [int(x) for x in g["q_mesh"][()]]
+            if "q_mesh_input" in g:  # files before qz_refine: q_mesh was sampled as given
+                out["q_mesh_input"] = [int(x) for x in g["q_mesh_input"][()]]
+                out["qz_refine"] = int(g.attrs["qz_refine"])
+        if "ldos" in complete:
+            g = f["ldos"]
+            out["overlap_factor_per_THz"] = float(g.attrs["overlap_factor"])
+            out["overlap_layers"] = {"layers": [int(x) for x in g.attrs["overlap_layers"]],
+                                     "left_atoms": str(g.attrs["overlap_atoms_left"]), "right_atoms": str(g.attrs["overlap_atoms_right"])}
+        if "cohp" in complete:
+            from hpc_itc.core.cohp import summary_from_group
+
+            out["cohp"] = summary_from_group(f["cohp"])
+    pending = _checkpointed(path)
+    if pending:
+        out["checkpointed_tasks"] = pending
+    return out
+
+
+def _checkpointed(path: Path) -> dict[str, int]:
+    root = path.with_name(path.name + ".ckpt")
+    counts: dict[str, int] = {}
+    if root.is_dir():
+        for stage_dir in sorted(p for p in root.iterdir() if p.is_dir()):
+            for part in sorted(p for p in stage_dir.iterdir() if p.is_dir()):
+                counts[f"{stage_dir.name}/{part.name}"] = len(list(part.glob("task_*.npz")))
+    return counts
+
+
+def _human(s: dict[str, Any], path: str) -> str:
+    lines = [f"results file: {path}", f"input sha256: {s['input_sha256']}",
+             f"stages complete: {', '.join(s['stages_complete']) or 'none'}"]
+    if s["stages_missing"]:
+        lines.append(f"stages missing: {', '.join(s['stages_missing'])}")
+    if s.get("checkpointed_tasks"):
+        lines.append("checkpointed work of unfinished stages: " + ", ".join(f"{k} {v} tasks" for k, v in s["checkpointed_tasks"].items()))
+    if "n_atoms" in s:
+        lines.append(f"atoms: {s['n_atoms']} in the slab, {s['n_atoms_device']} in the device")
+    if "relax" in s:
+        r = s["relax"]
+        lines.append(f"relax: {r['steps']} steps, final fmax {r['final_fmax_eV_A']:.4f} eV/Å, converged {r['converged']}, "
+                     f"a_left {r['lattice_constant_left_A']:.4f} Å, a_right {r['lattice_constant_right_A']:.4f} Å")
+    if "interface" in s:
+        it = s["interface"]
+        bonds = ", ".join(f"{k} {d:.3f} Å x {it['coordination'][k]:g}" for k, d in it["nearest_A"].items())
+        adhesion = f"{it['adhesion_J_m2']:.3f} J/m²" if it["adhesion_J_m2"] is not None else "n/a"
+        lines.append(f"interface: shift {it['shift_frac']}, plane gap {it['gap_A']:.3f} Å, nearest across {bonds}, adhesion {adhesion}, "
+                     f"device layer spacings within {it['layer_spacing_max_deviation_A']:.4f} Å of the leads'")
+        if "registry" in it:
+            r = it["registry"]
+            lines.append(f"  registry search: {r['chosen_shift_frac']} chosen, {r['gain_eV']:.3f} eV/cell ({r['gain_J_m2']:.3f} J/m²) "
+                         f"below the start {r['start_shift_frac']}")
+        if "stiffness_eV_A4" in it:
+            k = it["stiffness_eV_A4"]
+            lines.append(f"  stiffness (xx, yy, zz) = ({k['xx']:.3f}, {k['yy']:.3f}, {k['zz']:.3f}) eV/Å^4 (lead interplanar zz "
+                         f"{', '.join(f'{v:.3f}' for v in it['lead_interplanar_stiffness_zz_eV_A4'])}), lowest device Gamma mode "
+                         f"{it['lowest_gamma_frequency_THz']:.3f} THz")
+        for w in it["warnings"]:
+            lines.append(f"  WARNING: {w}")
+    if "n_force_evaluations" in s:
+        lines.append(f"force constants: {s['n_force_evaluations']} force calls (" +
+                     ", ".join(f"{k} {v['n_force_evaluations']}" for k, v in s["force_constants"].items()) + ")")
+    if "itc_MW_m2K" in s:
+        caroli = f", Caroli check {s['caroli_max_abs_diff']:.1e}" if "caroli_max_abs_diff" in s else ""
+        refine = f" (q_mesh {s['q_mesh_input']}, q_z refined x{s['qz_refine']})" if "qz_refine" in s else ""
+        junction = (f", junction sum-rule correction {s['junction_sum_rule_correction_eV_A2']:.2e} eV/Å^2"
+                    if "junction_sum_rule_correction_eV_A2" in s else "")
+        lines.append(f"transport: incident modes on {'x'.join(map(str, s['q_mesh']))}{refine}, max |T+R-1| = {s['max_abs_T_plus_R_minus_1']:.2e}{caroli}{junction}")
+        for direction, values in s["itc_MW_m2K"].items():
+            lines.append(f"  h {direction:14s} " + "  ".join(f"{t} K: {h:8.3f}" for t, h in values.items()) + "  MW/(m^2 K)")
+        for lead, values in s["radiation_limit_MW_m2K"].items():
+            lines.append(f"  radiation limit {lead:11s} " + "  ".join(f"{t} K: {h:8.3f}" for t, h in values.items()))
+        for mesh, per_dir in s.get("q_mesh_sweep_itc_MW_m2K", {}).items():
+            lines.append(f"  sweep {mesh}: " + "; ".join(f"{d} " + " ".join(f"{t} K {h:.3f}" for t, h in v.items()) for d, v in per_dir.items()))
+        if "rectification_percent" in s:
+            lines.append("  rectification " + "  ".join(f"{t} K: {v:.2f}%" for t, v in s["rectification_percent"].items()))
+    if "overlap_factor_per_THz" in s:
+        ov = s["overlap_layers"]
+        lines.append(f"ldos: overlap factor S = {s['overlap_factor_per_THz']:.5f} 1/THz between layer {ov['layers'][0]} ({ov['left_atoms']}) and layer {ov['layers'][1]} ({ov['right_atoms']})")
+    if "cohp" in s:
+        c = s["cohp"]
+        lines.append(f"cohp: mean -ICOHP {c['mean_minus_icohp_eV']:.3f} eV over {c['n_bonds']} interface bonds (" +
+                     ", ".join(f"{k} {v['minus_icohp_eV']:.3f} eV x{v['count']}" for k, v in c["per_type"].items()) + f") from {c['folder']}")
+    if s["wall_seconds"]:
+        lines.append("wall time: " + ", ".join(f"{k} {v:.1f} s" for k, v in s["wall_seconds"].items()))
+    return "\n".join(lines)
+
+
+def inspect_file(path: str, as_json: bool = False) -> int:
+    s = summary(path)
+    if as_json:
+        json.dump(s, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        print(_human(s, path))
+    return 0
