@@ -1,4 +1,5 @@
-"""Command line: ``python -m hpc_itc INPUT.toml`` and the subcommands.
+"""Command line: ``python -m hpc_itc INPUT.toml`` and the subcommands (argparse only: each one is a function
+of :mod:`hpc_itc.driver` or :mod:`hpc_itc.tools`).
 
     python -m hpc_itc INPUT.toml             run the pipeline (also under srun / mpiexec)
     python -m hpc_itc run INPUT.toml         the same
@@ -17,23 +18,12 @@ Exit status: 0 success, 2 bad input (one line on stderr naming the key), 1 failu
 from __future__ import annotations
 
 import argparse
-import importlib
-import signal
 import sys
-import time
-import warnings
 
 from hpc_itc import __version__
-from hpc_itc.errors import InputError
+from hpc_itc import log as logmod
+from hpc_itc.errors import InputError, InvalidInput, message_line
 
-STAGE_FUNCTIONS = {
-    "structure": ("hpc_itc.stages.context", "stage_structure"),
-    "relax": ("hpc_itc.stages.context", "stage_relax"),
-    "force_constants": ("hpc_itc.core.force_constants", "stage_force_constants"),
-    "transport": ("hpc_itc.stages.transport", "stage_transport"),
-    "ldos": ("hpc_itc.core.ldos", "stage_ldos"),
-    "cohp": ("hpc_itc.core.cohp", "stage_cohp"),
-}
 SUBCOMMANDS = ("run", "validate", "inspect", "export", "export-phonopy", "plot", "cohp-inputs", "evaluate", "check-model", "train", "sample", "collect-vasp", "schema", "sweep-point", "sweep-collect", "sweep-size")
 
 
@@ -97,15 +87,8 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _quiet_known_warnings() -> None:
-    """Warnings that libraries print on every run and that a user cannot act on."""
-    warnings.filterwarnings("ignore", message=".*TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD.*")
-    warnings.filterwarnings("ignore", message=".*Point group symmetries of supercell and primitivecell are different.*")
-    warnings.filterwarnings("ignore", category=DeprecationWarning)
-
-
 def main(argv: list[str] | None = None) -> int:
-    _quiet_known_warnings()
+    logmod.quiet_known_warnings()
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] not in SUBCOMMANDS and not argv[0].startswith("-"):
         argv = ["run", *argv]
@@ -113,21 +96,25 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command == "run":
-            return _run(args.input)
+            from hpc_itc.driver import run
+
+            return run(args.input)
         if args.command == "validate":
-            return _validate(args.input)
+            from hpc_itc.driver import validate
+
+            return validate(args.input)
         if args.command == "inspect":
             from hpc_itc.tools.summary import inspect_file
 
             return inspect_file(args.result, as_json=args.json)
         if args.command == "export":
-            return _export(args.result, args.out, args.stage)
-        if args.command == "export-phonopy":
-            from hpc_itc.core.force_constants import export_phonopy
+            from hpc_itc.tools.export import export_structure
 
-            for path in export_phonopy(args.result, args.part, args.out_dir):
-                print(f"wrote {path}")
-            return 0
+            return export_structure(args.result, args.out, args.stage)
+        if args.command == "export-phonopy":
+            from hpc_itc.tools.export import export_phonopy_main
+
+            return export_phonopy_main(args.result, args.part, args.out_dir)
         if args.command == "plot":
             from hpc_itc.tools.plot import plot_files
 
@@ -135,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{name}: {where}")
             return 0
         if args.command == "cohp-inputs":
-            from hpc_itc.core.cohp import cohp_inputs_main
+            from hpc_itc.tools.cohp_inputs import cohp_inputs_main
 
             return cohp_inputs_main(args.result, args.outdir, args.thickness, args.vacuum)
         if args.command == "evaluate":
@@ -147,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
 
             return main_sample(args.input)
         if args.command == "collect-vasp":
-            from hpc_itc.core.dft import main_collect
+            from hpc_itc.tools.collect_vasp import main_collect
 
             return main_collect(args.folders, args.out, skip_unfinished=args.skip_unfinished, config_type=args.config_type)
         if args.command == "check-model":
@@ -167,119 +154,10 @@ def main(argv: list[str] | None = None) -> int:
 
             print(schema_markdown())
             return 0
-    except InputError as exc:
-        print(f"error: {exc.key}: {exc.message}", file=sys.stderr)
+    except (InputError, InvalidInput) as exc:
+        print(message_line(exc), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("error: interrupted; finished work is checkpointed, rerun the same command to resume", file=sys.stderr)
         return 130
     return 1
-
-
-def _validate(path: str) -> int:
-    from hpc_itc import config
-    from hpc_itc.core import mlip
-    from hpc_itc.core.structure import InterfaceSpec, elements_needed
-
-    cfg = config.load(path)
-    mlip.check_elements(cfg.model, elements_needed(InterfaceSpec.from_config(cfg["structure"])))
-    print(f"ok: {path} is a valid hpc_itc input (results file {cfg.output_path})")
-    return 0
-
-
-def _export(result: str, out: str, stage: str) -> int:
-    from ase import Atoms
-    from ase.io import write
-
-    from hpc_itc.store.file import open_for_reading, read_str_array
-
-    with open_for_reading(result) as f:
-        if stage not in f or not f[stage].attrs.get("complete", False):
-            raise InputError("--stage", f"the file has no finished '{stage}' stage; stages present: {', '.join(k for k in f if f[k].attrs.get('complete', False)) or 'none'}")
-        g = f[stage]
-        atoms = Atoms(read_str_array(g["symbols"]), positions=g["positions"][()], cell=g["cell"][()], pbc=True)
-        for name in ("region", "side", "layer_from_interface"):
-            atoms.new_array(name, g[name][()])
-    write(out, atoms)
-    print(f"wrote {len(atoms)} atoms to {out}")
-    return 0
-
-
-def _on_sigterm(signum, frame):  # noqa: ARG001
-    raise SystemExit(143)
-
-
-def _run(path: str) -> int:
-    from hpc_itc import config
-    from hpc_itc import log as logmod
-    from hpc_itc.parallel import world
-    from hpc_itc.stages.context import Context, model_fingerprint
-    from hpc_itc.store.file import ResultsFile
-
-    comm = world()
-    signal.signal(signal.SIGTERM, _on_sigterm)
-    try:
-        cfg = config.load(path)
-    except InputError as exc:
-        if comm.rank == 0:
-            print(f"error: {exc.key}: {exc.message}", file=sys.stderr)
-        return 2
-    logmod.setup(comm.rank, cfg["run"]["log_level"])
-    log = logmod.get("run")
-    ctx = Context(cfg=cfg, results=ResultsFile(cfg.output_path), comm=comm)
-    def is_done(name: str) -> bool:
-        if name == "cohp":  # lobster_dir is not hashed: redo when it (or its thresholds) changed
-            from hpc_itc.core.cohp import stage_is_current
-
-            return stage_is_current(ctx)
-        return ctx.results.is_complete(name)
-
-    def stage(name: str):
-        """The stage function, imported only when the stage runs (transport, ldos, cohp pull in more)."""
-        module, function = STAGE_FUNCTIONS[name]
-        return getattr(importlib.import_module(module), function)
-    t0 = time.monotonic()
-    try:
-        def prepare() -> str:
-            from hpc_itc.core import mlip
-            from hpc_itc.core.structure import elements_needed
-
-            mlip.check_elements(cfg.model, elements_needed(ctx.spec))
-            sha = cfg.sha256(extra=model_fingerprint(cfg.model))
-            ctx.results.check_or_create(sha, cfg.to_toml())
-            return sha
-
-        ctx.input_sha256 = ctx.on_root(prepare)
-        if comm.rank == 0:
-            log.info("hpc_itc %s: input %s (sha256 %s), results %s, %d rank(s)", __version__, path, ctx.input_sha256[:12], cfg.output_path, comm.size)
-        for name in cfg["run"]["stages"]:
-            if is_done(name):
-                if comm.rank == 0:
-                    log.info("stage %s: already in %s, skipped", name, cfg.output_path.name)
-                continue
-            needs = [] if name == "cohp" else config.STAGES[: config.STAGES.index(name)]
-            missing = [st for st in needs if not ctx.results.is_complete(st)]
-            if missing:
-                raise InputError("run.stages", f"stage '{name}' needs {', '.join(missing)} first; add them to run.stages")
-            if comm.rank == 0:
-                log.info("stage %s: starting", name)
-            stage(name)(ctx)
-            comm.barrier()
-        if comm.rank == 0:
-            log.info("done in %.1f s; summary: python -m hpc_itc inspect %s", time.monotonic() - t0, cfg.output_path)
-        return 0
-    except InputError as exc:
-        if comm.rank == 0:
-            print(f"error: {exc.key}: {exc.message}", file=sys.stderr)
-        return 2
-    except SystemExit as exc:
-        if comm.rank == 0:
-            print("error: terminated (SIGTERM); finished work is checkpointed, rerun the same command to resume", file=sys.stderr)
-        if comm.size > 1:  # other ranks may sit in a collective and never see the signal
-            comm.Abort(int(exc.code or 143))
-        return int(exc.code or 143)
-    except Exception as exc:  # noqa: BLE001
-        print(f"error: rank {comm.rank}: {type(exc).__name__}: {exc}", file=sys.stderr)
-        if comm.size > 1:
-            comm.Abort(1)
-        raise

@@ -13,7 +13,7 @@ import hashlib
 import json
 import math
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, make_dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -156,25 +156,91 @@ DEFAULT_LATTICE_A = {"cu": 3.615, "diamond": 3.567}
 ELEMENTS = {"cu": ("Cu",), "diamond": ("C",)}
 
 
-@dataclass
-class RunConfig:
-    """Validated, normalised input with every default filled in."""
+def parse_mesh_list(dotted: str, items) -> tuple[tuple[int, int, int], ...]:
+    """Meshes written "N1xN2xN3" as (N1, N2, N3) tuples, repeats dropped (order kept)."""
+    allowed = 'a list of meshes, each "N1xN2xN3" with positive integers, e.g. ["10x10x10", "16x16x16"]'
+    out: list[tuple[int, int, int]] = []
+    for item in items:
+        try:
+            mesh = tuple(int(x) for x in item.lower().split("x"))
+        except (TypeError, ValueError, AttributeError):
+            raise InputError(dotted, f"got {item!r}; allowed: {allowed}") from None
+        if len(mesh) != 3 or min(mesh) < 1:
+            raise InputError(dotted, f"got {item!r}; allowed: {allowed}")
+        if mesh not in out:
+            out.append(mesh)
+    return tuple(out)
 
-    data: dict[str, dict[str, Any]]
+
+# values whose typed form differs from the checked TOML value (the TOML value is what the hash covers)
+_TYPED = {("transport", "q_mesh_sweep"): parse_mesh_list}
+_PY_TYPES = {"int": int, "float": float, "bool": bool, "str": str, "path": str,
+             "int_list": tuple, "float_list": tuple, "str_list": tuple}
+
+
+def _settings_class(section: str, keys: dict[str, Key]) -> type:
+    """A frozen dataclass with one field per key of ``[section]`` (no defaults: only :func:`validate` makes them)."""
+    name = "".join(w.capitalize() for w in section.split("_")) + "Settings"
+    cls = make_dataclass(name, [(k, _PY_TYPES[spec.kind]) for k, spec in keys.items()], frozen=True)
+    cls.__module__ = __name__
+    lines = [f"The validated ``[{section}]`` table (lists as tuples). Fields, from :data:`SCHEMA`:", ""]
+    lines += [f"* ``{k}`` ({spec.unit or spec.kind}): {spec.doc}" for k, spec in keys.items()]
+    cls.__doc__ = "\n".join(lines)
+    return cls
+
+
+SETTINGS_CLASSES: dict[str, type] = {section: _settings_class(section, keys) for section, keys in SCHEMA.items()}
+RunSettings = SETTINGS_CLASSES["run"]
+StructureSettings = SETTINGS_CLASSES["structure"]
+MlipSettings = SETTINGS_CLASSES["mlip"]
+RelaxSettings = SETTINGS_CLASSES["relax"]
+ForceConstantsSettings = SETTINGS_CLASSES["force_constants"]
+TransportSettings = SETTINGS_CLASSES["transport"]
+LdosSettings = SETTINGS_CLASSES["ldos"]
+CohpSettings = SETTINGS_CLASSES["cohp"]
+
+
+def _typed(section: str, values: dict[str, Any]) -> Any:
+    out = {}
+    for name, value in values.items():
+        convert = _TYPED.get((section, name))
+        if convert is not None:
+            value = convert(f"{section}.{name}", value)
+        elif isinstance(value, list):
+            value = tuple(value)
+        out[name] = value
+    return SETTINGS_CLASSES[section](**out)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """The validated input: one frozen settings object per table, every default filled in.
+
+    Made only by :func:`validate` (or :func:`load`); stages, tests and benchmarks all take it.
+    ``document`` is the normalised TOML document it came from: the input hash and the copy
+    stored in the results file are computed from it.
+    """
+
+    run: RunSettings
+    structure: StructureSettings
+    mlip: MlipSettings
+    relax: RelaxSettings
+    force_constants: ForceConstantsSettings
+    transport: TransportSettings
+    ldos: LdosSettings
+    cohp: CohpSettings
     source: Path  # the input file
     base_dir: Path  # folder that relative paths are relative to
-
-    def __getitem__(self, section: str) -> dict[str, Any]:
-        return self.data[section]
+    document: dict[str, dict[str, Any]] = field(repr=False, compare=False)
 
     @property
     def output_path(self) -> Path:
-        return resolve_path(self.base_dir, self.data["run"]["output"]).resolve()
+        return resolve_path(self.base_dir, self.run.output).resolve()
 
     @property
     def model(self) -> str:
         """Model spec for :mod:`hpc_itc.core.mlip`: 'default', a foundation name or an absolute path."""
-        spec = self.data["mlip"]["model"]
+        spec = self.mlip.model
         candidate = resolve_path(self.base_dir, spec)
         return str(candidate) if candidate.exists() else spec
 
@@ -182,7 +248,7 @@ class RunConfig:
         """The part of the input that determines the physics (what the hash covers)."""
         view: dict[str, Any] = {}
         for section, keys in SCHEMA.items():
-            sub = {k: self.data[section][k] for k, spec in keys.items() if spec.hashed}
+            sub = {k: self.document[section][k] for k, spec in keys.items() if spec.hashed}
             if sub:
                 view[section] = sub
         return view
@@ -199,12 +265,12 @@ class RunConfig:
         """The normalised input as TOML text (stored in the results file)."""
         import tomli_w
 
-        return tomli_w.dumps(self.data)
+        return tomli_w.dumps(self.document)
 
     def lattice_constant(self, side: str) -> float:
-        s = self.data["structure"]
-        value = s[f"lattice_constant_{side}_A"]
-        return value if value > 0 else DEFAULT_LATTICE_A[s[f"{side}_material"]]
+        """Cubic lattice constant (Å) of the ``side`` ("left"/"right") material: the input's, or experiment's for 0."""
+        value = getattr(self.structure, f"lattice_constant_{side}_A")
+        return value if value > 0 else DEFAULT_LATTICE_A[getattr(self.structure, f"{side}_material")]
 
 
 def resolve_path(base: Path, value: str) -> Path:
@@ -239,7 +305,8 @@ def validate(raw: dict[str, Any], source: Path | None = None, base_dir: Path | N
     data = check_tables(raw, SCHEMA)
     base = base_dir or Path.cwd()
     _cross_checks(data, base)
-    return RunConfig(data=data, source=source or Path("<memory>"), base_dir=base)
+    tables = {section: _typed(section, values) for section, values in data.items()}
+    return RunConfig(**tables, source=source or Path("<memory>"), base_dir=base, document=data)
 
 
 def check_tables(raw: Any, schema: dict[str, dict[str, Key]], sub_tables: dict[str, set[str]] | None = None) -> dict[str, dict[str, Any]]:
@@ -354,10 +421,7 @@ def _cross_checks(data: dict[str, dict[str, Any]], base: Path) -> None:
     t = data["transport"]
     if t["device_model"] == "left_lead" and (s["left_material"] != s["right_material"] or x > 0):
         raise InputError("transport.device_model", "'left_lead' builds the device from the left lead: allowed only when left_material == right_material and n_fraction = 0")
-    if t["q_mesh_sweep"]:
-        from hpc_itc.stages.transport import parse_meshes
-
-        parse_meshes(t["q_mesh_sweep"])
+    parse_mesh_list("transport.q_mesh_sweep", t["q_mesh_sweep"])
     stages = data["run"]["stages"]
     if "cohp" in stages and not data["cohp"]["lobster_dir"]:
         raise InputError("cohp.lobster_dir", "run.stages has cohp: give the folder of a finished VASP+LOBSTER run (or drop cohp from run.stages)")

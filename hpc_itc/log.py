@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
+import warnings
 
 _FORMAT = "%(asctime)s [rank %(rank)s] %(levelname)s %(name)s: %(message)s"
 
@@ -63,3 +64,10 @@ class Progress:
             remaining = (self.total - self.done) / rate if rate > 0 else float("nan")
             pct = 100.0 * self.done / self.total if self.total else 100.0
             self.logger.info("%s: %d/%d (%.0f%%), %.1f s elapsed, eta %.1f s", self.label, self.done, self.total, pct, elapsed, remaining)
+
+
+def quiet_known_warnings() -> None:
+    """Warnings that libraries print on every run and that a user cannot act on."""
+    warnings.filterwarnings("ignore", message=".*TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD.*")
+    warnings.filterwarnings("ignore", message=".*Point group symmetries of supercell and primitivecell are different.*")
+    warnings.filterwarnings("ignore", category=DeprecationWarning)

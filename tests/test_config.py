@@ -1,5 +1,6 @@
 """Input validation: every malformed input gives exit 2 and one line naming the key, never a traceback."""
 
+import dataclasses
 import subprocess
 import sys
 import tomllib
@@ -33,8 +34,14 @@ def test_examples_are_valid(capsys):
 def test_defaults_fill_every_key():
     cfg = config.validate({})
     for section, keys in config.SCHEMA.items():
-        assert set(cfg[section]) == set(keys)
-    assert cfg["relax"]["fmax_eV_A"] == 0.02
+        table = getattr(cfg, section)
+        assert isinstance(table, config.SETTINGS_CLASSES[section])
+        assert {f.name for f in dataclasses.fields(table)} == set(keys)
+        for name, spec in keys.items():  # the default, as a tuple where the TOML has a list
+            assert getattr(table, name) == (tuple(spec.default) if isinstance(spec.default, list) else spec.default), name
+    assert cfg.relax.fmax_eV_A == 0.02
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.relax.fmax_eV_A = 1.0
 
 
 def _mutations(value):

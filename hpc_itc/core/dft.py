@@ -24,14 +24,13 @@ pymatgen's Vasprun; the last ionic step becomes one extxyz frame with
   volume: compressed cells are negative) and the one MACE training reads.
 
 A folder that did not finish (no vasprun.xml, a truncated or malformed one, an
-electronic loop that hit NELM) is an :class:`InputError` naming the folder.
+electronic loop that hit NELM) is an :class:`~hpc_itc.errors.InvalidInput` naming the folder.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import sys
 import warnings
 from pathlib import Path
 from typing import Any, Iterable
@@ -39,7 +38,7 @@ from typing import Any, Iterable
 import numpy as np
 from ase.units import GPa as _GPa
 
-from hpc_itc.errors import InputError
+from hpc_itc.errors import InvalidInput, one_line
 
 # The paper's DFT settings (section 3.1): PAW-PBEsol, 600 eV, Gaussian smearing 0.05 eV,
 # SCF to 1e-6 eV, k spacing <= 0.4 1/Å (KPOINTS), single points with stress.
@@ -155,11 +154,6 @@ def write_input_sets(frames: Iterable, root: Path, settings: dict[str, Any]) -> 
 
 # ----------------------------------------------------------------------------- reading
 
-def _one_line(text: Any, limit: int = 120) -> str:
-    s = " ".join(str(text).split())
-    return s if len(s) <= limit else s[: limit - 3] + "..."
-
-
 def read_vasp_folder(folder: str | Path, config_type: str | None = None):
     """The last ionic step of a finished VASP run as labelled ASE Atoms (see module doc for units and signs)."""
     from ase import Atoms
@@ -167,22 +161,22 @@ def read_vasp_folder(folder: str | Path, config_type: str | None = None):
     folder = Path(folder)
     name = str(folder)
     if not folder.is_dir():
-        raise InputError(name, "not a folder; give VASP run folders")
+        raise InvalidInput(name, "not a folder; give VASP run folders")
     xml = folder / "vasprun.xml"
     if not xml.is_file():
         hint = " (OUTCAR present: VASP was killed before writing vasprun.xml?)" if (folder / "OUTCAR").is_file() else ""
-        raise InputError(name, f"no vasprun.xml{hint}; the run has not finished, rerun VASP there")
+        raise InvalidInput(name, f"no vasprun.xml{hint}; the run has not finished, rerun VASP there")
     vr = _parse_vasprun(xml, name)
     if not vr.ionic_steps:
-        raise InputError(name, "vasprun.xml holds no finished ionic step; rerun VASP there")
+        raise InvalidInput(name, "vasprun.xml holds no finished ionic step; rerun VASP there")
     step = vr.ionic_steps[-1]
     nelm = vr.parameters.get("NELM", 60)
     if not step.get("electronic_steps"):
-        raise InputError(name, "vasprun.xml has no electronic steps in its last ionic step; rerun VASP there")
+        raise InvalidInput(name, "vasprun.xml has no electronic steps in its last ionic step; rerun VASP there")
     if not vr.converged_electronic:
-        raise InputError(name, f"electronic loop not converged (hit NELM = {nelm} steps, EDIFF = {vr.parameters.get('EDIFF', '?')}); raise NELM or change ALGO and rerun")
+        raise InvalidInput(name, f"electronic loop not converged (hit NELM = {nelm} steps, EDIFF = {vr.parameters.get('EDIFF', '?')}); raise NELM or change ALGO and rerun")
     if "forces" not in step:
-        raise InputError(name, "vasprun.xml has no forces; rerun with forces (any IBRION/NSW single point writes them)")
+        raise InvalidInput(name, "vasprun.xml has no forces; rerun with forces (any IBRION/NSW single point writes them)")
     structure = step["structure"] or vr.final_structure
     atoms = Atoms([site.specie.symbol for site in structure], positions=structure.cart_coords,
                   cell=structure.lattice.matrix, pbc=True)
@@ -193,7 +187,7 @@ def read_vasp_folder(folder: str | Path, config_type: str | None = None):
     e_0 = e_fr + (float(last_scf["e_0_energy"]) - float(last_scf["e_fr_energy"]))
     forces = np.asarray(step["forces"], dtype=float)
     if forces.shape != (len(atoms), 3):
-        raise InputError(name, f"vasprun.xml forces have shape {forces.shape}, expected ({len(atoms)}, 3)")
+        raise InvalidInput(name, f"vasprun.xml forces have shape {forces.shape}, expected ({len(atoms)}, 3)")
     atoms.info["REF_energy"] = e_0
     atoms.info["REF_free_energy"] = e_fr
     atoms.new_array("REF_forces", forces)
@@ -206,9 +200,9 @@ def read_vasp_folder(folder: str | Path, config_type: str | None = None):
         try:
             meta = json.loads(meta_path.read_text())
         except (OSError, json.JSONDecodeError) as exc:
-            raise InputError(name, f"{META_FILE} is unreadable ({_one_line(exc)}); delete it or fix it") from None
+            raise InvalidInput(name, f"{META_FILE} is unreadable ({one_line(exc)}); delete it or fix it") from None
         if meta.get("n_atoms") not in (None, len(atoms)):
-            raise InputError(name, f"vasprun.xml has {len(atoms)} atoms but {META_FILE} says {meta['n_atoms']}: folder mixed up?")
+            raise InvalidInput(name, f"vasprun.xml has {len(atoms)} atoms but {META_FILE} says {meta['n_atoms']}: folder mixed up?")
         for k, v in meta.get("info", {}).items():
             if k not in ("config_type",) and isinstance(v, (str, int, float, bool)):
                 atoms.info.setdefault(k, v)
@@ -229,8 +223,8 @@ def _parse_vasprun(xml: Path, name: str):
         kind = type(exc).__name__
         if "Syntax" in kind or "Parse" in kind:
             where = f" at line {exc.lineno}" if getattr(exc, "lineno", None) else ""
-            raise InputError(name, f"vasprun.xml is truncated or malformed ({kind}{where}): VASP did not finish (killed, out of time, still running); rerun it") from None
-        raise InputError(name, f"vasprun.xml could not be read ({kind}: {_one_line(exc, 80)}); is it a complete VASP run?") from None
+            raise InvalidInput(name, f"vasprun.xml is truncated or malformed ({kind}{where}): VASP did not finish (killed, out of time, still running); rerun it") from None
+        raise InvalidInput(name, f"vasprun.xml could not be read ({kind}: {one_line(exc, 80)}); is it a complete VASP run?") from None
 
 
 def expand_folders(folders: Iterable[str | Path]) -> list[Path]:
@@ -256,39 +250,20 @@ def collect(folders: Iterable[str | Path], out: str | Path, *, skip_unfinished: 
 
     out = Path(out)
     if out.suffix not in (".extxyz", ".xyz"):
-        raise InputError("--out", f"got '{out}'; allowed: a file name ending in .extxyz or .xyz")
+        raise InvalidInput("--out", f"got '{out}'; allowed: a file name ending in .extxyz or .xyz")
     paths = expand_folders(folders)
     if not paths:
-        raise InputError("FOLDER", "no VASP folders given")
+        raise InvalidInput("FOLDER", "no VASP folders given")
     frames, skipped = [], []
     for p in paths:
         try:
             frames.append(read_vasp_folder(p, config_type=config_type))
-        except InputError as exc:
+        except InvalidInput as exc:
             if not skip_unfinished:
                 raise
-            skipped.append((exc.key, exc.message))
+            skipped.append((exc.subject, exc.message))
     if not frames:
-        raise InputError("FOLDER", f"none of the {len(paths)} folder(s) holds a finished VASP run")
+        raise InvalidInput("FOLDER", f"none of the {len(paths)} folder(s) holds a finished VASP run")
     out.parent.mkdir(parents=True, exist_ok=True)
     write(out, frames, format="extxyz", parallel=False)
     return frames, skipped
-
-
-def main_collect(folders: list[str], out: str, skip_unfinished: bool = False, config_type: str | None = None) -> int:
-    """``python -m hpc_itc collect-vasp FOLDER... --out OUT.extxyz``: 0 ok, 2 an unfinished folder or bad argument."""
-    try:
-        frames, skipped = collect(folders, out, skip_unfinished=skip_unfinished, config_type=config_type)
-    except InputError as exc:
-        print(f"error: {exc.key}: {exc.message}", file=sys.stderr)
-        return 2
-    for key, message in skipped:
-        print(f"warning: skipped {key}: {message}", file=sys.stderr)
-    counts: dict[str, int] = {}
-    for a in frames:
-        counts[a.info["config_type"]] = counts.get(a.info["config_type"], 0) + 1
-    print(f"wrote {len(frames)} labelled configuration(s) to {out} ("
-          + ", ".join(f"{k} {v}" for k, v in counts.items())
-          + "); keys REF_energy eV, REF_forces eV/Å, REF_stress eV/Å^3 (9, ASE sign: positive = tensile)"
-          + (f"; {len(skipped)} unfinished folder(s) skipped" if skipped else ""))
-    return 0

@@ -13,27 +13,23 @@ S = int D1 D2 df / (int D1 df int D2 df), f in THz, S in 1/THz.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
-from hpc_itc import log as logmod
 from hpc_itc.core.harmonic import OMEGA_TO_THZ
-from hpc_itc.parallel import my_share
-from hpc_itc.store.file import StageTimer, write_array
+from hpc_itc.core.transport.solve import DIRECTION_SIDE, LAM_TOL, OMEGA_MIN_THZ, at_or_near
+from hpc_itc.core.transport.system import incident_modes_at
 
-STAGE = "ldos"
-_log = logmod.get("ldos")
+# Eq. 7 sums the incident modes of *both* leads, whatever directions the transport stage solves
+INCIDENT_DIRECTIONS = ("left_to_right", "right_to_left")
 
 
-# ---- numerical core --------------------------------------------------------------------
 def scattering_amplitudes(system, direction: str, mesh, i: int, j: int) -> dict[str, np.ndarray]:
     """|u_i|^2 on every device atom for each incident mode of mesh column (i, j).
 
     Returns frequency (THz) and weight (n_modes, n_device_atoms).
     """
-    from hpc_itc.core.transport.solve import LAM_TOL, at_or_near
-    from hpc_itc.stages.transport import DIRECTION_SIDE, OMEGA_MIN_THZ
-    from hpc_itc.core.transport.system import incident_modes_at
-
     side, towards = DIRECTION_SIDE[direction]
     lead = system.lead(side)
     modes = incident_modes_at(system.primitive(side), mesh, i, j, towards, OMEGA_MIN_THZ / OMEGA_TO_THZ)
@@ -75,85 +71,28 @@ def overlap_factor(grid_THz: np.ndarray, d1: np.ndarray, d2: np.ndarray) -> floa
     return float(np.trapezoid(d1 * d2, grid_THz) / denominator) if denominator > 0 else float("nan")
 
 
-# ---- stage shell -------------------------------------------------------------------------
-def _tasks(cfg, directions):
-    mesh = cfg["ldos"]["q_mesh"]
-    cols = [(i, j) for i in range(mesh[0]) for j in range(mesh[1])]
-    size = cfg["transport"]["block_size"]
-    return [(d, b // size, cols[b : b + size]) for d in directions for b in range(0, len(cols), size)]
+def device_ldos(frequency_THz: np.ndarray, weight: np.ndarray, n_qpoints: int, sigma_THz: float,
+                step_THz: float) -> tuple[np.ndarray, np.ndarray]:
+    """(frequency grid THz, LDOS (grid, atoms) in states/THz per atom) from the incident modes of a mesh of ``n_qpoints``."""
+    grid = np.arange(0.0, frequency_THz.max() + 5 * sigma_THz, step_THz)
+    return grid, broadened(frequency_THz, weight, grid, sigma_THz) / n_qpoints
 
 
-def stage_ldos(ctx) -> None:
-    from hpc_itc.stages.transport import load_system
+@dataclass(frozen=True)
+class LayerOverlap:
+    """Layer-resolved LDOS and the overlap factor S (Eq. 11) of layers ``left_layer`` (D1) and ``right_layer`` (D2)."""
 
-    timer = StageTimer()
-    cfg = ctx.cfg
-    mesh = tuple(cfg["ldos"]["q_mesh"])
-    directions = ("left_to_right", "right_to_left")
-    system = load_system(ctx)
-    tasks = _tasks(cfg, directions)
-    done = ctx.finished_tasks(STAGE, directions)
-    todo = [t for t in tasks if t[1] not in done[t[0]]]
-    if ctx.is_root:
-        _log.info("ldos: mesh %s of both leads, %d blocks, %d to do", mesh, len(tasks), len(todo))
-    mine = [todo[k] for k in my_share(range(len(todo)), ctx.comm)]
-    progress = logmod.Progress(_log, "ldos blocks (rank 0 share)", len(mine), cfg["run"]["progress_seconds"])
-    def my_tasks() -> None:
-        for direction, block, cols in mine:
-            parts = [scattering_amplitudes(system, direction, mesh, i, j) for i, j in cols]
-            ctx.results.save_task(STAGE, direction, block, frequency=np.concatenate([p["frequency"] for p in parts]),
-                                  weight=np.concatenate([p["weight"] for p in parts]))
-            progress.update()
-
-    ctx.run_share(my_tasks)
-    ctx.write_stage(STAGE, lambda: _writer(ctx, tasks), timer)
+    layers: np.ndarray  # layer_from_interface of each column of layer_ldos
+    layer_ldos: np.ndarray  # (grid, layers), 1/THz
+    left_layer: int
+    right_layer: int
+    overlap_factor: float  # 1/THz
 
 
-def _writer(ctx, tasks):
-    """Rank 0: LDOS and overlap factor from the checkpoints; returns the stage's writer.
-
-    Everything stored here is derived (broadened on a frequency grid), so there is no per-row
-    table: under MPI-IO rank 0 writes these arrays and the ranks only share the metadata calls.
-    """
-    from hpc_itc.stages.context import load_relaxed
-
-    cfg = ctx.cfg["ldos"]
-    mesh = tuple(cfg["q_mesh"])
-    freqs, weights = [], []
-    for direction, block, _ in tasks:
-        data = ctx.results.load_task(STAGE, direction, block)
-        freqs.append(data["frequency"])
-        weights.append(data["weight"])
-    frequency = np.concatenate(freqs)
-    weight = np.concatenate(weights)
-    sigma = cfg["broadening_THz"]
-    grid = np.arange(0.0, frequency.max() + 5 * sigma, cfg["frequency_step_THz"])
-    ldos = broadened(frequency, weight, grid, sigma) / np.prod(mesh)  # (grid, atoms), states/THz per atom
-    het = load_relaxed(ctx)
-    device = het.device_indices
-    layers = het.layer_from_interface[device]
-    layer_ids = np.unique(layers)
-    layer_ldos = np.stack([ldos[:, layers == lid].sum(axis=1) for lid in layer_ids], axis=1)
-    first_left, first_right = cfg["left_layer"], cfg["right_layer"]
-    d1 = ldos[:, layers == first_left].sum(axis=1)
-    d2 = ldos[:, layers == first_right].sum(axis=1)
-    s = overlap_factor(grid, d1, d2)
-    symbols = np.array(het.atoms.get_chemical_symbols())[device]
-    _log.info("ldos: overlap factor S = %.5f 1/THz between layer %d (%s) and layer %d (%s)", s, first_left,
-              "+".join(symbols[layers == first_left]), first_right, "+".join(symbols[layers == first_right]))
-
-    def write(g) -> None:
-        write_array(g, "frequency", grid, "THz")
-        write_array(g, "ldos", ldos.T, "1/THz", doc="per device atom (rows, device order), Gaussian broadened; integrates to the atom's share of 3 modes")
-        write_array(g, "device_atoms", device, doc="slab indices of the device atoms (rows of ldos)")
-        write_array(g, "layer_from_interface", layers)
-        write_array(g, "layers", layer_ids)
-        write_array(g, "layer_ldos", layer_ldos.T, "1/THz", doc="summed over the atoms of each layer (rows follow 'layers')")
-        g.attrs["overlap_factor"] = s
-        g.attrs["overlap_layers"] = [first_left, first_right]
-        g.attrs["overlap_atoms_left"] = "+".join(symbols[layers == first_left])
-        g.attrs["overlap_atoms_right"] = "+".join(symbols[layers == first_right])
-        g.attrs["broadening_THz"] = sigma
-        g.attrs["q_mesh"] = list(mesh)
-
-    return write
+def layer_overlap(grid_THz: np.ndarray, ldos: np.ndarray, atom_layers: np.ndarray, left_layer: int, right_layer: int) -> LayerOverlap:
+    """Sum the per-atom LDOS (grid, atoms) over the atoms of each layer (``atom_layers``) and form S."""
+    layer_ids = np.unique(atom_layers)
+    layer_ldos = np.stack([ldos[:, atom_layers == lid].sum(axis=1) for lid in layer_ids], axis=1)
+    d1 = ldos[:, atom_layers == left_layer].sum(axis=1)
+    d2 = ldos[:, atom_layers == right_layer].sum(axis=1)
+    return LayerOverlap(layer_ids, layer_ldos, left_layer, right_layer, overlap_factor(grid_THz, d1, d2))

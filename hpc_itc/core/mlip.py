@@ -9,7 +9,7 @@ A model is named by one string:
   (``small``, ``medium``, ``medium-mpa-0`` ...); these are downloaded by mace-torch,
   so they need network access.
 
-Every problem a user can cause ends as :class:`hpc_itc.errors.InputError` with a
+Every problem a user can cause ends as :class:`hpc_itc.errors.InvalidInput` with a
 one-line message; torch, e3nn and mace are imported lazily, so importing this
 module is cheap.
 """
@@ -21,14 +21,19 @@ import os
 import pathlib
 import threading
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from ase import Atoms
 
 # MACE model files are whole pickled torch modules, and e3nn 0.4.4 calls torch.load
 # on a bundled file at import.  torch >= 2.6 defaults to weights_only=True, which
 # refuses both.  Allow full unpickling (only load model files you trust).
 os.environ.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
 
-from hpc_itc.errors import InputError  # noqa: E402
+from hpc_itc.errors import InvalidInput, one_line  # noqa: E402
 
 DEFAULT_MODEL: str = "default"
 
@@ -92,11 +97,6 @@ def default_model_path() -> pathlib.Path:
     return pathlib.Path(__file__).resolve().parents[1] / "models" / "default.model"
 
 
-def _one_line(text: Any, limit: int = 160) -> str:
-    s = " ".join(str(text).split())
-    return s if len(s) <= limit else s[: limit - 3] + "..."
-
-
 def _foundation_names() -> tuple[str, ...]:
     names = set(_FOUNDATION_NAMES)
     try:  # a newer mace-torch may know more names
@@ -115,13 +115,12 @@ def _is_foundation_name(model: str) -> bool:
 def resolve_model(model: str) -> str:
     """Turn a model specification into an absolute file path or a foundation name."""
     if not isinstance(model, (str, os.PathLike)):
-        raise InputError("mlip.model", f"must be {_ALLOWED_MODELS}; got {type(model).__name__}")
+        raise InvalidInput("model", f"must be {_ALLOWED_MODELS}; got {type(model).__name__}")
     spec = os.fspath(model).strip()
     if spec == "" or spec.lower() == DEFAULT_MODEL:
         p = default_model_path()
         if not p.is_file():
-            raise InputError(
-                "mlip.model",
+            raise InvalidInput("model",
                 f"the packaged default model {p} is missing (broken install); "
                 "reinstall hpc_itc or give a model file path",
             )
@@ -130,14 +129,13 @@ def resolve_model(model: str) -> str:
     if p.is_file():
         return str(p.resolve())
     if p.exists():
-        raise InputError("mlip.model", f"'{spec}' is not a file; must be {_ALLOWED_MODELS}")
+        raise InvalidInput("model", f"'{spec}' is not a file; must be {_ALLOWED_MODELS}")
     if _is_foundation_name(spec):
         return spec
     if os.sep not in spec and not spec.endswith((".model", ".pt", ".pth")):
         if spec in _foundation_names():
             return spec
-    raise InputError(
-        "mlip.model", f"no such model file or foundation name '{spec}'; must be {_ALLOWED_MODELS}"
+    raise InvalidInput("model", f"no such model file or foundation name '{spec}'; must be {_ALLOWED_MODELS}"
     )
 
 
@@ -156,14 +154,12 @@ def _check_module(module: Any, source: str) -> None:
     if not isinstance(module, torch.nn.Module):
         what = type(module).__name__
         hint = " (a training checkpoint? use the .model file mace_run_train writes)" if isinstance(module, dict) else ""
-        raise InputError(
-            "mlip.model",
+        raise InvalidInput("model",
             f"'{source}' holds a {what}, not a MACE model{hint}; must be {_ALLOWED_MODELS}",
         )
     for attr in ("atomic_numbers", "r_max", "num_interactions"):
         if not hasattr(module, attr):
-            raise InputError(
-                "mlip.model",
+            raise InvalidInput("model",
                 f"'{source}' is a torch module ({type(module).__name__}) but not a MACE model "
                 f"(no '{attr}'); must be {_ALLOWED_MODELS}",
             )
@@ -182,20 +178,18 @@ def _torch_load(path: str) -> Any:
 
     try:
         return torch.load(path, map_location="cpu", weights_only=False)
-    except InputError:
+    except InvalidInput:
         raise
     except MemoryError:
-        raise InputError("mlip.model", f"'{path}' is too large to load; must be {_ALLOWED_MODELS}")
+        raise InvalidInput("model", f"'{path}' is too large to load; must be {_ALLOWED_MODELS}")
     except Exception as exc:  # corrupt, truncated, foreign pickle, version mismatch ...
         if _looks_like_plain_pickle(path) and "magic number" in str(exc).lower():
-            raise InputError(
-                "mlip.model",
+            raise InvalidInput("model",
                 f"'{path}' is a plain Python pickle, not a MACE model (a torch.save file); "
                 f"must be {_ALLOWED_MODELS}",
             ) from None
-        raise InputError(
-            "mlip.model",
-            f"cannot load '{path}' as a MACE model ({type(exc).__name__}: {_one_line(exc, 100)}); "
+        raise InvalidInput("model",
+            f"cannot load '{path}' as a MACE model ({type(exc).__name__}: {one_line(exc, 100)}); "
             f"must be {_ALLOWED_MODELS} saved by a compatible mace-torch",
         ) from None
 
@@ -207,14 +201,13 @@ def _foundation_raw(name: str) -> Any:
 
         return mace_mp(model=_FOUNDATION_ALIASES.get(name, name), device="cpu", return_raw_model=True)
     except Exception:
-        raise InputError(
-            "mlip.model",
+        raise InvalidInput("model",
             f"could not obtain foundation model '{name}' (no network?); give a model file path instead",
         ) from None
 
 
 def _import_mace() -> None:
-    """Import torch, e3nn and mace, turning an install problem into InputError."""
+    """Import torch, e3nn and mace, turning an install problem into InvalidInput."""
     import contextlib
     import io
 
@@ -227,9 +220,8 @@ def _import_mace() -> None:
             import mace.calculators  # noqa: F401
             import torch  # noqa: F401
     except Exception as exc:
-        raise InputError(
-            "mlip.model",
-            f"cannot import torch/e3nn/mace-torch ({type(exc).__name__}: {_one_line(exc, 100)}); "
+        raise InvalidInput("model",
+            f"cannot import torch/e3nn/mace-torch ({type(exc).__name__}: {one_line(exc, 100)}); "
             "install torch and mace-torch (with torch>=2.6 TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1 must be set "
             "before torch is imported)",
         ) from None
@@ -259,8 +251,7 @@ def _element_symbols(module: Any) -> tuple[str, ...]:
         zs = [int(z) for z in module.atomic_numbers]
         return tuple(chemical_symbols[z] for z in zs)
     except Exception as exc:
-        raise InputError(
-            "mlip.model", f"model has unreadable atomic_numbers ({_one_line(exc, 80)}); must be {_ALLOWED_MODELS}"
+        raise InvalidInput("model", f"model has unreadable atomic_numbers ({one_line(exc, 80)}); must be {_ALLOWED_MODELS}"
         ) from None
 
 
@@ -279,8 +270,7 @@ def model_summary(model: str) -> ModelSummary:
         r_max = float(module.r_max)
         n_int = int(module.num_interactions)
     except Exception as exc:
-        raise InputError(
-            "mlip.model", f"'{resolved}' has unreadable r_max/num_interactions ({_one_line(exc, 80)})"
+        raise InvalidInput("model", f"'{resolved}' has unreadable r_max/num_interactions ({one_line(exc, 80)})"
         ) from None
     return ModelSummary(
         path=resolved,
@@ -294,28 +284,27 @@ def model_summary(model: str) -> ModelSummary:
 def _check_device(device: Any) -> str:
     allowed = "must be 'cpu' or 'cuda' (or 'cuda:N'; cuda only where torch sees a GPU)"
     if not isinstance(device, str):
-        raise InputError("mlip.device", f"{allowed}; got {device!r}")
+        raise InvalidInput("device", f"{allowed}; got {device!r}")
     dev = device.strip().lower()
     if dev == "cpu":
         return dev
     if not (dev == "cuda" or dev.startswith("cuda:")):
-        raise InputError("mlip.device", f"{allowed}; got {device!r}")
+        raise InvalidInput("device", f"{allowed}; got {device!r}")
     import torch
 
     if not torch.cuda.is_available():
-        raise InputError("mlip.device", f"{device!r} asked for but torch sees no GPU here; use 'cpu'")
+        raise InvalidInput("device", f"{device!r} asked for but torch sees no GPU here; use 'cpu'")
     if ":" in dev:
         idx_text = dev.split(":", 1)[1]
         if not idx_text.isdigit() or int(idx_text) >= torch.cuda.device_count():
-            raise InputError(
-                "mlip.device", f"{device!r} does not exist; this machine has {torch.cuda.device_count()} GPU(s)"
+            raise InvalidInput("device", f"{device!r} does not exist; this machine has {torch.cuda.device_count()} GPU(s)"
             )
     return dev
 
 
 def _check_dtype(dtype: Any) -> str:
     if dtype not in DTYPES:
-        raise InputError("mlip.dtype", f"must be 'float32' or 'float64'; got {dtype!r}")
+        raise InvalidInput("dtype", f"must be 'float32' or 'float64'; got {dtype!r}")
     return dtype
 
 
@@ -323,7 +312,7 @@ def _set_threads(num_threads: Any) -> None:
     if num_threads is None:
         return
     if isinstance(num_threads, bool) or not isinstance(num_threads, int) or num_threads < 1:
-        raise InputError("mlip.num_threads", f"must be a positive integer; got {num_threads!r}")
+        raise InvalidInput("num_threads", f"must be a positive integer; got {num_threads!r}")
     import torch
 
     if torch.get_num_threads() != num_threads:
@@ -362,27 +351,26 @@ def load_calculator(
 
         try:
             calc = MACECalculator(models=[private], device=device, default_dtype=dtype)
-        except InputError:
+        except InvalidInput:
             raise
         except Exception as exc:
-            raise InputError(
-                "mlip.model",
+            raise InvalidInput("model",
                 f"mace-torch could not build a calculator from '{resolved}' "
-                f"({type(exc).__name__}: {_one_line(exc, 100)}); must be {_ALLOWED_MODELS}",
+                f"({type(exc).__name__}: {one_line(exc, 100)}); must be {_ALLOWED_MODELS}",
             ) from None
         _calc_cache[key] = calc
         return calc
 
 
-def check_elements(model: str, symbols: Iterable[str], key: str = "mlip.model") -> None:
-    """InputError if any of ``symbols`` is not covered by the model."""
+def check_elements(model: str, symbols: Iterable[str]) -> None:
+    """InvalidInput("model") if any of ``symbols`` is not covered by the model."""
     summary = model_summary(model)
     have = set(summary.elements)
     missing = sorted({str(s) for s in symbols} - have)
     if missing:
         name = "default" if summary.path == str(default_model_path()) else summary.path
-        raise InputError(
-            key,
+        raise InvalidInput(
+            "model",
             f"model '{name}' has no parameters for element(s) {', '.join(missing)}; "
             f"it covers {', '.join(summary.elements)}",
         )
@@ -393,3 +381,57 @@ def clear_caches() -> None:
     with _lock:
         _module_cache.clear()
         _calc_cache.clear()
+
+
+# ---- batched force evaluation ----------------------------------------------------------------
+def _is_batchable_mace(calc) -> bool:
+    return (type(calc).__name__ == "MACECalculator" and getattr(calc, "model_type", "") == "MACE"
+            and not getattr(calc, "use_compile", False) and hasattr(calc, "models") and hasattr(calc, "z_table"))
+
+
+def mace_batch_forces(calc, structures: Sequence[Atoms]) -> list[np.ndarray]:
+    """Forces of several structures from one model call per committee member (mace's own batching).
+
+    Builds one ``AtomicData`` graph per structure exactly as ``MACECalculator`` does and joins them
+    into a ``torch_geometric`` batch; the model returns forces for all atoms of the batch.
+    """
+    import torch
+    from mace import data as mace_data
+    from mace.tools import torch_geometric, torch_tools
+
+    arrays_keys = dict(calc.arrays_keys)
+    arrays_keys.update({calc.charges_key: "charges"})
+    keyspec = mace_data.KeySpecification(info_keys=calc.info_keys, arrays_keys=arrays_keys)
+    with torch_tools.default_dtype(calc.default_dtype):
+        graphs = [mace_data.AtomicData.from_config(mace_data.config_from_atoms(a, key_specification=keyspec, head_name=calc.head),
+                                                   z_table=calc.z_table, cutoff=calc.r_max, heads=calc.available_heads)
+                  for a in structures]
+    batch = torch_geometric.Batch.from_data_list(graphs).to(calc.device)
+    members = []
+    for model in calc.models:
+        b = batch.clone()
+        dtype = next(model.parameters()).dtype
+        for key in b.keys:
+            value = b[key]
+            if torch.is_tensor(value) and torch.is_floating_point(value):
+                b[key] = value.to(dtype=dtype)
+        out = model(b.to_dict(), compute_stress=False, training=False)
+        members.append(out["forces"].detach())
+    forces = torch.stack(members).mean(dim=0).cpu().numpy().astype(float) * (calc.energy_units_to_eV / calc.length_units_to_A)
+    ptr = batch["ptr"].cpu().numpy()
+    return [forces[ptr[k] : ptr[k + 1]].copy() for k in range(len(structures))]
+
+
+def evaluate_forces(calc, structures: Sequence[Atoms], batch_size: int = 1) -> list[np.ndarray]:
+    """Forces of ``structures``: batches of ``batch_size`` per MACE model call, else one ASE call each."""
+    if batch_size > 1 and _is_batchable_mace(calc):
+        out: list[np.ndarray] = []
+        for start in range(0, len(structures), batch_size):
+            out.extend(mace_batch_forces(calc, structures[start : start + batch_size]))
+        return out
+    out = []
+    for atoms in structures:
+        atoms.calc = calc
+        out.append(np.array(atoms.get_forces(), float))
+        atoms.calc = None
+    return out

@@ -156,45 +156,6 @@ def lead_phonons(phonon, lattice: np.ndarray, material: str, mesh=(16, 16, 16), 
                        compare_with_reference(material, points, n_basis))
 
 
-def write_phonons(group, ph: LeadPhonons) -> None:
-    """Store under ``group`` (the lead's /force_constants/<lead>/phonons group)."""
-    from hpc_itc.store.file import write_array
-
-    group.attrs["material"] = ph.material
-    group.attrs["path"] = "G-X-U|K-G-L-W-X (fcc, cubic coordinates; X along [001], the transport direction)"
-    group.attrs["mesh"] = list(ph.mesh)
-    two_pi = 2.0 * np.pi  # distances as in /transport/<direction>/path: including 2 pi
-    write_array(group, "q_frac", ph.path_qpoints, doc="reduced coordinates in the lead layer cell's b1, b2, b3")
-    write_array(group, "distance", two_pi * ph.path_distances, "1/Å", doc="path length, including the factor 2 pi; zero across the U|K jump")
-    write_array(group, "frequency", ph.path_frequencies, "THz", doc="(points, bands)")
-    write_array(group, "segment", ph.path_segment, doc="straight segment of the path each point lies on")
-    write_array(group, "labels", np.array(ph.label_names, dtype="S16"))
-    write_array(group, "label_positions", two_pi * ph.label_distances, "1/Å", doc="distance of each label")
-    write_array(group, "dos_frequencies", ph.dos_frequencies, "THz")
-    write_array(group, "dos", ph.dos, "1/THz", doc="total DOS per primitive cell (tetrahedron method); integrates to 3 x atoms")
-    pts = group.create_group("points")
-    for name, p in ph.points.items():
-        g = pts.create_group(name)
-        write_array(g, "q_reduced", p["q"])
-        write_array(g, "frequencies", p["frequencies"], "THz")
-        write_array(g, "longitudinal_fraction", p["longitudinal"], doc="sum over atoms of |e . q_hat|^2 per mode (NaN at Gamma)")
-    if ph.comparison:
-        group.attrs["reference_source"] = "hpc_itc/data/reference_phonons.toml (experiment, unstrained crystal)"
-        write_array(group, "reference_labels", np.array([c[0] for c in ph.comparison], dtype="S16"))
-        write_array(group, "computed_THz", np.array([c[1] for c in ph.comparison]), "THz")
-        write_array(group, "reference_THz", np.array([c[2] for c in ph.comparison]), "THz")
-
-
-def read_phonons(group) -> dict:
-    """The stored comparison and high-symmetry frequencies, as plain Python (for inspect)."""
-    out = {"points_THz": {name: [float(x) for x in group["points"][name]["frequencies"][()]] for name in group["points"]}}
-    if "reference_labels" in group:
-        labels = [x.decode() for x in group["reference_labels"][()]]
-        out["vs_experiment_THz"] = {l: {"computed": float(c), "experiment": float(r)}
-                                    for l, c, r in zip(labels, group["computed_THz"][()], group["reference_THz"][()])}
-    return out
-
-
 def plot_phonons(leads: dict[str, LeadPhonons], path: str | Path) -> Path | None:
     """Dispersion and DOS of each lead in one PNG; returns the path, or None without matplotlib."""
     try:

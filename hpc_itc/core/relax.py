@@ -25,6 +25,7 @@ from ase.constraints import FixAtoms
 from ase.filters import FrechetCellFilter
 from ase.optimize import BFGS, FIRE, LBFGS
 
+from hpc_itc.config import RelaxSettings
 from hpc_itc.core import interface as itf
 from hpc_itc.core.structure import Heterostructure, InterfaceSpec, LayerCell, build, cubic_layer_cell, lead_cells, resolve_registry
 
@@ -187,22 +188,22 @@ def rattle_device(het: Heterostructure, amplitude_A: float, seed: int) -> float:
     return float(np.linalg.norm(step, axis=1).max())
 
 
-def relax(spec: InterfaceSpec, a_left: float, a_right: float, calculator, relax_cfg: dict, on_step=None,
+def relax(spec: InterfaceSpec, a_left: float, a_right: float, calculator, settings: RelaxSettings, on_step=None,
           on_scan=None) -> RelaxResult:
-    left, right, strain, lattice_constants = relax_leads(spec, a_left, a_right, calculator, relax_cfg["lattice"])
+    left, right, strain, lattice_constants = relax_leads(spec, a_left, a_right, calculator, settings.lattice)
     spec = resolve_registry(spec, left, right)
     scan = None
-    if relax_cfg["registry_search"]:
-        scan = search_registry(spec, left, right, calculator, relax_cfg["registry_grid"], relax_cfg["registry_layers"], on_scan)
+    if settings.registry_search:
+        scan = search_registry(spec, left, right, calculator, settings.registry_grid, settings.registry_layers, on_scan)
         k = scan.chosen
         spec = replace(spec, interface_shift_frac=tuple(float(v) for v in scan.shifts_frac[k]),
                        interface_spacing_A=float(scan.best_gap_A[k]))
     het = build(spec, left, right)
-    rattled = rattle_device(het, relax_cfg["rattle_A"], relax_cfg["rattle_seed"])
+    rattled = rattle_device(het, settings.rattle_A, settings.rattle_seed)
     buffer_right = np.flatnonzero(het.region == 2)
     z0 = float(het.atoms.positions[buffer_right, 2].mean()) if len(buffer_right) else 0.0
-    energies, fmaxes, converged, forces = relax_interface(het, calculator, relax_cfg["fmax_eV_A"], relax_cfg["max_steps"],
-                                                          relax_cfg["optimizer"], on_step=on_step, relax_gap=relax_cfg["relax_gap"])
+    energies, fmaxes, converged, forces = relax_interface(het, calculator, settings.fmax_eV_A, settings.max_steps,
+                                                          settings.optimizer, on_step=on_step, relax_gap=settings.relax_gap)
     dz = float(het.atoms.positions[buffer_right, 2].mean()) - z0 if len(buffer_right) else 0.0
     fz = float(forces[buffer_right, 2].sum()) if len(buffer_right) else 0.0
     return RelaxResult(left, right, strain, het, energies, fmaxes, converged, lattice_constants, spec, scan, rattled, dz, fz)

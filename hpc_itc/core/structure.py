@@ -25,6 +25,8 @@ import numpy as np
 from ase import Atoms
 from ase.data import atomic_numbers, covalent_radii
 
+from hpc_itc.config import StructureSettings
+
 # fractional basis of one layer cell in (a1, a2, a3); unwrapped on purpose (see module doc)
 _BASIS = {
     "cu": (("Cu", (0.0, 0.0, 0.0)),),
@@ -113,11 +115,12 @@ class InterfaceSpec:
         return self.interface_spacing_A > 0
 
     @classmethod
-    def from_config(cls, s: dict) -> "InterfaceSpec":
+    def from_config(cls, s: StructureSettings) -> "InterfaceSpec":
+        """The spec of the validated ``[structure]`` table (:class:`hpc_itc.config.StructureSettings`)."""
         return cls(
-            s["left_material"], s["right_material"], s["n_cells_left"], s["n_cells_right"], s["buffer_cells"],
-            tuple(s["inplane_repeat"]), s["strained_side"], s["interface_spacing_A"], tuple(s["interface_shift_frac"]),
-            s["n_fraction"], s["n_seed"], s["vacuum_A"],
+            s.left_material, s.right_material, s.n_cells_left, s.n_cells_right, s.buffer_cells,
+            tuple(s.inplane_repeat), s.strained_side, s.interface_spacing_A, tuple(s.interface_shift_frac),
+            s.n_fraction, s.n_seed, s.vacuum_A,
         )
 
 

@@ -16,7 +16,6 @@ is folded into the stage group and removed when the stage completes.
 
 from __future__ import annotations
 
-import datetime as _dt
 import os
 import shutil
 import time
@@ -29,6 +28,8 @@ import numpy as np
 
 from hpc_itc import __version__
 from hpc_itc.errors import InputError, ResultsMismatchError
+from hpc_itc.store.h5 import fsync, now
+from hpc_itc.store.rows import CheckpointRows
 
 os.environ.setdefault("HDF5_USE_FILE_LOCKING", "FALSE")
 
@@ -71,7 +72,7 @@ class ResultsFile:
             f.attrs["input_sha256"] = input_sha256
             f.attrs["input_toml"] = input_toml
             f.attrs["hpc_itc_version"] = __version__
-            f.attrs["created"] = _now()
+            f.attrs["created"] = now()
         os.replace(tmp, self.path)
 
     # ---- reading ---------------------------------------------------------------
@@ -108,10 +109,10 @@ class ResultsFile:
                 seconds = wall_seconds.seconds if isinstance(wall_seconds, StageTimer) else wall_seconds
                 group.attrs["writer"] = "root"
                 group.attrs["wall_seconds"] = float(seconds)
-                group.attrs["finished"] = _now()
+                group.attrs["finished"] = now()
                 group.attrs["complete"] = True
                 f.flush()
-            _fsync(tmp)
+            fsync(tmp)
         except BaseException:
             tmp.unlink(missing_ok=True)  # the file itself is untouched; leave no half-written copy behind
             raise
@@ -144,7 +145,7 @@ class ResultsFile:
         final = folder / f"task_{task_id:08d}.npz"
         tmp = folder / f".task_{task_id:08d}.{os.getpid()}.tmp.npz"
         np.savez(tmp, **arrays)
-        _fsync(tmp)
+        fsync(tmp)
         os.replace(tmp, final)
 
     def finished_tasks(self, stage: str, part: str) -> set[int]:
@@ -162,8 +163,6 @@ class ResultsFile:
     def checkpoint_rows(self, stage: str, part: str, task_id: int, key: str, one_row: bool = False,
                         transform: Callable[[np.ndarray], np.ndarray] | None = None):
         """Rows of a per-row table from one checkpoint (see :func:`hpc_itc.h5io.write_rows`)."""
-        from hpc_itc.store.rows import CheckpointRows
-
         return CheckpointRows(str(self.checkpoint_dir(stage, part) / f"task_{task_id:08d}.npz"), key, one_row, transform)
 
     def load_task(self, stage: str, part: str, task_id: int) -> dict[str, np.ndarray]:
@@ -190,33 +189,6 @@ def open_for_reading(path: str | Path, key: str = "result") -> h5py.File:
         raise InputError(key, f"'{path}' is not a readable HDF5 file") from None
 
 
-def write_array(group: h5py.Group, name: str, data: Any, unit: str | None = None, doc: str | None = None) -> h5py.Dataset:
-    """Create a dataset with optional ``unit`` and ``doc`` attributes."""
-    arr = np.asarray(data)
-    if arr.dtype.kind == "U":
-        arr = arr.astype("S")
-    ds = group.create_dataset(name, data=arr)
-    if unit is not None:
-        ds.attrs["unit"] = unit
-    if doc is not None:
-        ds.attrs["doc"] = doc
-    return ds
-
-
-def write_str_list(obj: h5py.Group | h5py.Dataset, name: str, items) -> None:
-    """Attribute ``name``: a list of strings (UTF-8, variable length; may be empty), e.g. warnings."""
-    obj.attrs.create(name, data=np.array(list(items), dtype=object), dtype=h5py.string_dtype())
-
-
-def read_str_list(obj: h5py.Group | h5py.Dataset, name: str) -> list[str]:
-    """Attribute ``name`` written by :func:`write_str_list` ([] when absent)."""
-    return [x.decode() if isinstance(x, bytes) else str(x) for x in obj.attrs.get(name, [])]
-
-
-def read_str_array(ds: h5py.Dataset) -> list[str]:
-    return [x.decode() if isinstance(x, bytes) else str(x) for x in ds[()]]
-
-
 class StageTimer:
     def __init__(self) -> None:
         self.t0 = time.monotonic()
@@ -224,15 +196,3 @@ class StageTimer:
     @property
     def seconds(self) -> float:
         return time.monotonic() - self.t0
-
-
-def _now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

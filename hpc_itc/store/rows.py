@@ -37,6 +37,7 @@ import h5py
 import numpy as np
 
 from hpc_itc.errors import InputError
+from hpc_itc.store.h5 import fsync, write_array
 
 WRITER_ENV = "HPC_ITC_H5_WRITER"
 MODES = ("auto", "root", "mpio")
@@ -110,8 +111,6 @@ def write_rows(group: h5py.Group, name: str, blocks: Sequence[CheckpointRows | M
     the table is only recorded here and every rank writes its share afterwards, so a writer must
     not read a table back from the group it writes.
     """
-    from hpc_itc.store.file import write_array
-
     blocks = list(blocks)
     if not blocks:
         raise ValueError(f"table {group.name}/{name}: no row blocks")
@@ -325,10 +324,8 @@ class CollectiveStageWrite:
 
     def commit(self) -> None:
         """Rank 0: make the copy durable and move it over the results file."""
-        from hpc_itc.store.file import _fsync
-
         tmp = Path(self.skeleton.tmp)
-        _fsync(tmp)
+        fsync(tmp)
         os.replace(tmp, self.results.path)
         self.results.clear_checkpoints(self.stage)
 

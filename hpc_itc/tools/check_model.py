@@ -16,6 +16,7 @@ import sys
 import numpy as np
 
 from hpc_itc.core.structure import EXPERIMENTAL_LATTICE_A, cubic_layer_cell
+from hpc_itc.errors import keyed
 
 SUPERCELL_RADIUS_A = 5.0  # supercells whose half-width exceeds this (typical MACE cutoff)
 POINT_NAMES = {"G": "Gamma", "X": "X", "L": "L"}
@@ -43,8 +44,9 @@ def bulk_phonons(material: str, calculator, displacement_A: float = 0.01):
 def check(model: str, device: str = "cpu", dtype: str = "float64") -> tuple[dict, dict]:
     from hpc_itc.core import mlip
 
-    mlip.check_elements(model, {"Cu", "C"}, key="MODEL")
-    calc = mlip.load_calculator(model, device=device, dtype=dtype)
+    with keyed({"model": "MODEL", "device": "--device", "dtype": "--dtype"}):
+        mlip.check_elements(model, {"Cu", "C"})
+        calc = mlip.load_calculator(model, device=device, dtype=dtype)
     summary, phonons = {}, {}
     for material, points in (("cu", ("X", "L")), ("diamond", ("G", "X", "L"))):
         a, ph = bulk_phonons(material, calc)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hpc_itc.errors import InputError
+from hpc_itc.errors import InputError, keyed
 
 
 def _labels(atoms, energy_key: str, forces_key: str, stress_key: str):
@@ -58,8 +58,9 @@ def evaluate(model: str, data_path: str, energy_key: str = "REF_energy", forces_
 
     frames = read_data(data_path)
     symbols = {s for a in frames for s in a.get_chemical_symbols()}
-    mlip.check_elements(model, symbols, key="MODEL")
-    calc = mlip.load_calculator(model, device=device, dtype=dtype)
+    with keyed({"model": "MODEL", "device": "--device", "dtype": "--dtype"}):
+        mlip.check_elements(model, symbols)
+        calc = mlip.load_calculator(model, device=device, dtype=dtype)
     pairs: dict[str, dict[str, list]] = defaultdict(lambda: {"energy": [], "forces": [], "stress": []})
     n_labelled = 0
     for atoms in frames:

@@ -13,7 +13,8 @@ from typing import Callable
 import h5py
 import numpy as np
 
-from hpc_itc.store.file import open_for_reading, read_str_array
+from hpc_itc.store.file import open_for_reading
+from hpc_itc.store.h5 import read_str_array
 
 _COLOURS = {"Cu": "#c87533", "C": "#404040", "N": "#3050f8"}
 

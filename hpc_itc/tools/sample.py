@@ -55,7 +55,7 @@ from typing import Any
 import numpy as np
 
 from hpc_itc.config import Key, check_tables, read_toml, resolve_path
-from hpc_itc.errors import InputError
+from hpc_itc.errors import InputError, keyed
 
 KINDS = ("cu", "diamond", "cu_diamond", "cu_n_diamond", "cu_cun_diamond")
 STEPS = ("sample", "select", "dft")
@@ -310,12 +310,8 @@ def make_calculator(spec: str, *, device: str = "cpu", dtype: str = "float64", n
         return EMT()
     from hpc_itc.core import mlip
 
-    try:
+    with keyed({"model": key, "device": "mlip.device", "dtype": "mlip.dtype", "num_threads": "mlip.num_threads"}):
         return mlip.load_calculator(spec, device=device, dtype=dtype, num_threads=num_threads)
-    except InputError as exc:
-        if exc.key == "mlip.model" and key != "mlip.model":
-            raise InputError(key, exc.message) from None
-        raise
 
 
 def check_model_elements(spec: str, symbols: set[str], key: str) -> None:
@@ -328,12 +324,8 @@ def check_model_elements(spec: str, symbols: set[str], key: str) -> None:
         return
     from hpc_itc.core import mlip
 
-    try:
-        mlip.check_elements(spec, symbols, key=key)
-    except InputError as exc:
-        if exc.key == "mlip.model" and key != "mlip.model":
-            raise InputError(key, exc.message) from None
-        raise
+    with keyed({"model": key}):
+        mlip.check_elements(spec, symbols)
 
 
 def _threads(cfg: SampleConfig) -> int:

@@ -12,14 +12,18 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-import h5py
-import numpy as np
-
 from hpc_itc.config import DEFAULT_STAGES, STAGES
+from hpc_itc.store import cohp as cohp_store
+from hpc_itc.store import force_constants as fc_store
+from hpc_itc.store import ldos as ldos_store
+from hpc_itc.store import relax as relax_store
+from hpc_itc.store import structure as structure_store
+from hpc_itc.store import transport as transport_store
 from hpc_itc.store.file import open_for_reading
 
+
 def summary(path: str | Path) -> dict[str, Any]:
-    """The JSON summary (SPEC keys plus a few more)."""
+    """The JSON summary (SPEC keys plus a few more), assembled from each store module's summary."""
     path = Path(path)
     with open_for_reading(path) as f:
         complete = [s for s in STAGES if s in f and f[s].attrs.get("complete", False)]
@@ -35,77 +39,19 @@ def summary(path: str | Path) -> dict[str, Any]:
             "stages_missing": [s for s in requested if s not in complete],
             "wall_seconds": {s: float(f[s].attrs["wall_seconds"]) for s in complete if "wall_seconds" in f[s].attrs},
         }
-        geometry = f["relax"] if "relax" in complete else (f["structure"] if "structure" in complete else None)
+        geometry = "relax" if "relax" in complete else ("structure" if "structure" in complete else None)
         if geometry is not None:
-            out["n_atoms"] = int(len(geometry["region"]))
-            out["n_atoms_device"] = int(np.count_nonzero(geometry["region"][()] == 1))
-        if "relax" in complete:
-            g = f["relax"]
-            out["relax"] = {"converged": bool(g.attrs["converged"]), "steps": int(len(g["fmax_trace"])),
-                            "final_fmax_eV_A": float(g["fmax_trace"][-1]) if len(g["fmax_trace"]) else None,
-                            "lattice_constant_left_A": float(g.attrs["lattice_constant_left_A"]),
-                            "lattice_constant_right_A": float(g.attrs["lattice_constant_right_A"])}
-        from hpc_itc.stages.context import read_interface_summary
-
-        interface = read_interface_summary(f)
+            out.update(structure_store.summary(f[geometry]))
+        out.update(relax_store.summary(f))
+        interface = relax_store.read_interface(f)
         if interface is not None:
-            out["interface"] = interface
-        if "force_constants" in complete:
-            g = f["force_constants"]
-            out["n_force_evaluations"] = int(g.attrs["n_force_evaluations"])
-            parts = {}
-            for p in g:
-                if not isinstance(g[p], h5py.Group):
-                    continue
-                a = g[p].attrs
-                entry = {"n_force_evaluations": int(a["n_force_evaluations"])}
-                for key in ("n_displacements_symmetry_reduced", "n_displacements_naive", "asr_violation_before_eV_A2",
-                            "asr_violation_after_eV_A2", "cutoff_correction_max_eV_A2", "cutoff_correction_relative",
-                            "device_route", "interface_radius_A", "max_bulk_site_deviation_outside_zone_A"):
-                    if key in a:
-                        value = a[key]
-                        entry[key] = value if isinstance(value, str) else (int(value) if key.startswith("n_") else float(value))
-                if "phonons" in g[p]:
-                    from hpc_itc.core.phonons import read_phonons
-
-                    entry["phonons_THz"] = read_phonons(g[p]["phonons"])  # plain Python already
-                parts[p] = entry
-            out["force_constants"] = parts
-        if "transport" in complete:
-            g = f["transport"]
-            temps = [f"{t:.1f}" for t in g["temperatures"][()]]
-            itc, rad = {}, {}
-            for direction in ("left_to_right", "right_to_left"):
-                if direction in g:
-                    itc[direction] = dict(zip(temps, map(float, g[direction]["itc"][()])))
-                    rad[g[direction].attrs["incident_lead"] + "_lead"] = dict(zip(temps, map(float, g[direction]["radiation_limit"][()])))
-            out["itc_MW_m2K"] = itc
-            out["radiation_limit_MW_m2K"] = rad
-            out["max_abs_T_plus_R_minus_1"] = float(g.attrs["max_abs_T_plus_R_minus_1"])
-            if "junction_sum_rule_correction_eV_A2" in g.attrs:
-                out["junction_sum_rule_correction_eV_A2"] = float(g.attrs["junction_sum_rule_correction_eV_A2"])
-            if "caroli_max_abs_diff" in g.attrs:
-                out["caroli_max_abs_diff"] = float(g.attrs["caroli_max_abs_diff"])
-            if "sweep" in g:
-                out["q_mesh_sweep_itc_MW_m2K"] = {
-                    mesh: {d: dict(zip(temps, map(float, g["sweep"][mesh][d]["itc"][()]))) for d in g["sweep"][mesh]
-                           if isinstance(g["sweep"][mesh][d], h5py.Group)}  # beside the direction groups: q_mesh
-                    for mesh in g["sweep"]}
-            if "rectification_percent" in g:
-                out["rectification_percent"] = dict(zip(temps, map(float, g["rectification_percent"][()])))
-            out["q_mesh"] = [int(x) for x in g["q_mesh"][()]]
-            if "q_mesh_input" in g:  # files before qz_refine: q_mesh was sampled as given
-                out["q_mesh_input"] = [int(x) for x in g["q_mesh_input"][()]]
-                out["qz_refine"] = int(g.attrs["qz_refine"])
-        if "ldos" in complete:
-            g = f["ldos"]
-            out["overlap_factor_per_THz"] = float(g.attrs["overlap_factor"])
-            out["overlap_layers"] = {"layers": [int(x) for x in g.attrs["overlap_layers"]],
-                                     "left_atoms": str(g.attrs["overlap_atoms_left"]), "right_atoms": str(g.attrs["overlap_atoms_right"])}
-        if "cohp" in complete:
-            from hpc_itc.core.cohp import summary_from_group
-
-            out["cohp"] = summary_from_group(f["cohp"])
+            stability = fc_store.read_interface_stability(f)
+            interface["warnings"] += stability.pop("warnings", [])
+            out["interface"] = {**interface, **stability}
+        out.update(fc_store.summary(f))
+        out.update(transport_store.summary(f))
+        out.update(ldos_store.summary(f))
+        out.update(cohp_store.summary(f))
     pending = _checkpointed(path)
     if pending:
         out["checkpointed_tasks"] = pending

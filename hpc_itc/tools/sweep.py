@@ -32,7 +32,6 @@ import itertools
 import json
 import math
 import os
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -193,7 +192,7 @@ def write_point_input(sweep: Sweep, index: int) -> Path:
 
 def main_point(sweep_path: str, index: int | str | None = None) -> int:
     """sweep-point: write the point's run input next to its results and run it through the driver."""
-    from hpc_itc.cli import main as cli_main
+    from hpc_itc.driver import run
     from hpc_itc.parallel import world
 
     sweep = load(sweep_path)
@@ -203,7 +202,7 @@ def main_point(sweep_path: str, index: int | str | None = None) -> int:
     if comm.rank == 0:
         write_point_input(sweep, i)
     comm.barrier()
-    return cli_main([str(target)])
+    return run(str(target))
 
 
 def main_size(sweep_path: str) -> int:
@@ -353,7 +352,7 @@ def main_collect(sweep_path: str, out_dir: str) -> int:
 
 
 def add_subparsers(sub: Any) -> None:
-    """The three subcommands, for hpc_itc.cli's parser (and this module's own)."""
+    """The three subcommands, for hpc_itc.cli's parser."""
     sp = sub.add_parser("sweep-point", help="run one point of a parameter sweep (index or $SLURM_ARRAY_TASK_ID)")
     sp.add_argument("sweep")
     sp.add_argument("index", nargs="?", default=None, help="point index 0..N-1 (default: $SLURM_ARRAY_TASK_ID)")
@@ -372,14 +371,3 @@ def dispatch(args: argparse.Namespace) -> int:
     if args.command == "sweep-size":
         return main_size(args.sweep)
     raise ValueError(args.command)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m hpc_itc.tools.sweep SUBCOMMAND ...``: the sweep subcommands of :func:`hpc_itc.cli.main`."""
-    from hpc_itc.cli import main as cli_main
-
-    return cli_main(list(sys.argv[1:] if argv is None else argv))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

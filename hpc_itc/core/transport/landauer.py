@@ -18,10 +18,15 @@ for large ``x`` nor loses its finite limit ``k_B`` as ``x -> 0``.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from scipy import constants as _c
 
 __all__ = [
+    "LandauerSums",
+    "landauer_sums",
+    "mode_weight",
     "bose_einstein_dfdT",
     "mode_heat_capacity_J_K",
     "conductance_contributions_MW_m2K",
@@ -180,3 +185,49 @@ def cumulative_conductance(freq_THz, contributions, grid_THz):
     # Number of modes with freq < g (strict), then the partial sum up to there.
     count = np.searchsorted(freq[order], grid, side="left")
     return csum[count]
+
+
+def mode_weight(omega_rad_s, speed_m_s, temperature_K):
+    """hbar omega v_z df/dT per mode (J m / (s K)): the Landauer weight of Eq. 5 (``speed_m_s`` towards the interface)."""
+    return _c.hbar * np.asarray(omega_rad_s, float) * np.asarray(speed_m_s, float) * bose_einstein_dfdT(omega_rad_s, temperature_K)
+
+
+@dataclass(frozen=True)
+class LandauerSums:
+    """The sums over one direction's incident modes (paper Eqs. 5 and 6), per temperature.
+
+    ``itc`` and ``radiation_limit`` (MW/(m^2 K)), shape (n_T,); ``spectral_transmission`` (n_T, n_bins):
+    the Landauer-weighted mean T per frequency bin (NaN in empty bins); ``cumulative_itc`` (n_T, n_bins):
+    h restricted to modes with f below each bin's upper edge.  The two spectra are None when no bins
+    were asked for.
+    """
+
+    itc: np.ndarray
+    radiation_limit: np.ndarray
+    spectral_transmission: np.ndarray | None
+    cumulative_itc: np.ndarray | None
+
+
+def landauer_sums(omega_rad_s, speed_m_s, transmission, quadrature_weight, temperatures_K, cell_volume_A3: float,
+                  n_qpoints: int, frequency_THz=None, bin_edges_THz=None) -> LandauerSums:
+    """h(T), the radiation limit and (with ``bin_edges_THz``) the spectral transmittance and cumulative h of one direction.
+
+    ``omega_rad_s`` (rad/s), ``speed_m_s`` (v_z towards the interface, m/s), ``transmission`` and
+    ``quadrature_weight`` per incident mode of a mesh of ``n_qpoints`` points of the incident lead's
+    zone (primitive cell volume ``cell_volume_A3``); ``frequency_THz`` (omega / 2 pi of the same modes,
+    as stored) places the modes in the bins.
+    """
+    temps = np.atleast_1d(np.asarray(temperatures_K, float))
+    h = conductance_MW_m2K(omega_rad_s, speed_m_s, transmission, temps, cell_volume_A3, n_qpoints, quadrature_weight)
+    h_rad = radiation_limit_MW_m2K(omega_rad_s, speed_m_s, temps, cell_volume_A3, n_qpoints, quadrature_weight)
+    if bin_edges_THz is None:
+        return LandauerSums(h, h_rad, None, None)
+    edges = np.asarray(bin_edges_THz, float)
+    freq_THz = np.asarray(frequency_THz, float)
+    spectral, cumulative = [], []
+    for temp in temps:
+        weight = mode_weight(omega_rad_s, speed_m_s, temp) * quadrature_weight
+        spectral.append(spectral_transmission(freq_THz, weight, transmission, edges))
+        contrib = weight * transmission / (n_qpoints * cell_volume_A3 * _A3_TO_M3) / 1e6  # MW/(m^2 K)
+        cumulative.append(cumulative_conductance(freq_THz, contrib, edges[1:]))
+    return LandauerSums(h, h_rad, np.array(spectral), np.array(cumulative))

@@ -23,6 +23,7 @@ holds about ``AUTO_WINDOW_POINTS`` q_z values.  m = 1 is the paper's mesh.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -111,3 +112,42 @@ def qz_end_weights(mesh_index: np.ndarray, band: np.ndarray, n3: int, towards: i
     else:
         weight[gamma & (kz == first)] = 1.5
     return weight
+
+
+@dataclass(frozen=True)
+class SampledMeshes:
+    """The meshes the transport stage samples: the main mesh and the sweep meshes with q_z refined.
+
+    ``main`` / ``sweep``: N1 x N2 x (m N3) as sampled (sweep: unique; it may hold the main mesh, which is then not solved twice);
+    ``main_input``: ``transport.q_mesh`` as given; ``factor``: m of every sampled mesh;
+    ``input_of``: the mesh as given of every sampled one; ``requested``: the ``qz_refine`` setting
+    (0 = automatic).
+    """
+
+    main: tuple[int, int, int]
+    main_input: tuple[int, int, int]
+    sweep: tuple[tuple[int, int, int], ...]
+    factor: dict
+    input_of: dict
+    requested: int
+
+    @property
+    def all(self) -> list[tuple[int, int, int]]:
+        """The main mesh, then the sweep meshes."""
+        return [self.main, *self.sweep]
+
+
+def sample_meshes(left: RealSpaceIFC, right: RealSpaceIFC, q_mesh, q_mesh_sweep, qz_refine: int) -> SampledMeshes:
+    """Refine q_z of ``q_mesh`` and each of ``q_mesh_sweep`` by ``qz_refine`` (0: :func:`auto_qz_refine` per mesh)."""
+    tops = (band_maximum(left), band_maximum(right)) if qz_refine == 0 else None
+    factor: dict = {}
+    input_of: dict = {}
+    refined = []
+    for mesh in [tuple(q_mesh)] + [tuple(m) for m in q_mesh_sweep]:
+        m = qz_refine if qz_refine > 0 else auto_qz_refine(left, right, mesh[2], tops)
+        eff = refined_mesh(mesh, m)
+        factor[eff] = m
+        input_of.setdefault(eff, tuple(mesh))
+        refined.append(eff)
+    sweep = tuple(dict.fromkeys(refined[1:]))
+    return SampledMeshes(refined[0], tuple(q_mesh), sweep, factor, input_of, int(qz_refine))

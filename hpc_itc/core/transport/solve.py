@@ -28,9 +28,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hpc_itc.core.harmonic import OMEGA_TO_THZ, bulk_modes
+from hpc_itc.core.harmonic import OMEGA_TO_THZ, OMEGA_UNIT_RAD_S, bulk_modes
+from hpc_itc.core.transport import landauer
 from hpc_itc.core.transport.leads import count_propagating
+from hpc_itc.core.transport.qz_sampling import qz_end_weights
 from hpc_itc.core.transport.scattering import caroli_transmission, richardson_eta
+from hpc_itc.core.transport.symmetry import MeshReduction
 from hpc_itc.core.transport.system import InterfaceSystem, incident_modes_at
 
 OMEGA_MIN_THZ = 1e-3  # acoustic modes at Gamma are skipped (see incident_modes_at)
@@ -310,3 +313,64 @@ def caroli_difference(system: InterfaceSystem, side: str, theta: np.ndarray, ome
     if not estimates:
         return None
     return modal, min(estimates, key=lambda c: abs(c - modal))
+
+
+def direction_sums(system: InterfaceSystem, direction: str, modes: dict, mesh, temperatures_K,
+                   bin_edges_THz=None) -> landauer.LandauerSums:
+    """The Landauer sums (:func:`.landauer.landauer_sums`) of one direction's mode list on ``mesh``.
+
+    ``modes``: the concatenated mode arrays of :func:`solve_column` over every column of the mesh
+    (internal units: omega in phonopy's frequency unit, vz in that unit x Å).
+    """
+    side, towards = DIRECTION_SIDE[direction]
+    volume = abs(np.linalg.det(system.primitive(side).lattice))
+    omega_rad_s = modes["omega"] * OMEGA_UNIT_RAD_S
+    speed = towards * modes["vz"] * OMEGA_UNIT_RAD_S * 1e-10  # |v_z| towards the interface, m/s
+    freq = modes["omega"] * OMEGA_TO_THZ
+    return landauer.landauer_sums(omega_rad_s, speed, modes["transmission"], modes["quadrature_weight"], temperatures_K,
+                                  volume, int(np.prod(mesh)), freq, bin_edges_THz)
+
+
+def caroli_check(system: InterfaceSystem, direction: str, modes: dict, mesh, count: int) -> tuple[float, int]:
+    """Largest |sum of modal T - Tr[Gamma_L G Gamma_R G^H]| over ``count`` sampled (k_par, omega) of one direction's
+    mode list, and how many points were compared (candidates at band edges are passed over, see
+    :func:`caroli_difference`)."""
+    side, _ = DIRECTION_SIDE[direction]
+    computed = ~modes["symmetry_image"].astype(bool)
+    theta = 2 * np.pi * modes["mesh_index"][computed][:, :2] / np.array(mesh[:2])
+    omega = modes["omega"][computed]
+    worst, used = 0.0, 0
+    primary = caroli_samples(theta, omega, modes["solve_code"][computed], count)
+    taken = set(primary.tolist())
+    spare = [p for p in caroli_samples(theta, omega, modes["solve_code"][computed], 4 * count) if p not in taken]
+    for p in list(primary) + spare:
+        pair = caroli_difference(system, side, theta[p], omega[p])
+        if pair is None:
+            continue
+        worst = max(worst, abs(pair[0] - pair[1]))
+        used += 1
+        if used == count:
+            break
+    return worst, used
+
+
+def solve_orbits(system: InterfaceSystem, direction: str, mesh, reduction: MeshReduction, orbits, *,
+                 method: str = "rgf") -> dict[str, np.ndarray]:
+    """The modes of every column of the given orbits of ``reduction``: each representative column is solved
+    (:func:`solve_column`) and its T, R copied to the other columns of its orbit (``symmetry_image`` true),
+    with each mode's quadrature weight (:func:`.qz_sampling.qz_end_weights`)."""
+    n3 = mesh[2]
+    _, towards = DIRECTION_SIDE[direction]
+    parts = []
+    for r in orbits:
+        i, j = reduction.representatives[r]
+        res = solve_column(system, direction, mesh, i, j, method=method)
+        for m, (ii, jj, dk) in enumerate(reduction.members[r]):
+            idx = res["mesh_index"].copy()
+            idx[:, 0], idx[:, 1] = ii, jj
+            idx[:, 2] = (idx[:, 2] + dk) % n3
+            copy = dict(res, mesh_index=idx)
+            copy["symmetry_image"] = np.full(len(idx), m > 0)
+            copy["quadrature_weight"] = qz_end_weights(idx, res["band"], n3, towards)
+            parts.append(copy)
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}

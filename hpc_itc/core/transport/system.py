@@ -107,11 +107,10 @@ def build_system(left_primitive: RealSpaceIFC, right_primitive: RealSpaceIFC, de
     right = PrincipalLayerLead.from_bulk(right_primitive.inplane_supercell(*repeat))
     for side, lead, layers in (("left", left, device_layers[0]), ("right", right, device_layers[1])):
         if layers < lead.p + 1:
-            key = f"structure.n_cells_{side}"
-            from hpc_itc.errors import InputError
+            from hpc_itc.errors import InvalidInput
 
-            raise InputError(key, f"{layers} device layers, but the force-constant cutoff needs principal layers of "
-                                  f"{lead.p} layers plus one interior layer; allowed: >= {lead.p + 1} (or a smaller force_constants.cutoff_A)")
+            raise InvalidInput(f"n_cells_{side}", f"{layers} device layers, but the force-constant cutoff needs principal layers of "
+                                                  f"{lead.p} layers plus one interior layer; allowed: >= {lead.p + 1} (or a smaller cutoff)")
     return enforce_junction_sum_rule(InterfaceSystem(left_primitive, right_primitive, left, right, device, repeat))
 
 

@@ -21,9 +21,10 @@ from hpc_itc.store import rows as h5io
 from hpc_itc.errors import InputError
 from hpc_itc.store.rows import CollectiveStageWrite, MemoryRows, write_rows
 from hpc_itc.parallel import SerialComm
-from hpc_itc.store.file import ResultsFile, write_array
+from hpc_itc.store.file import ResultsFile
+from hpc_itc.store.h5 import write_array
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _fill_checkpoints(rf: ResultsFile) -> None:
@@ -146,7 +147,7 @@ MPI_SCRIPT = textwrap.dedent("""
     import os, sys
     from pathlib import Path
     sys.path.insert(0, {tests!r})
-    from test_h5io import _demo_writer, _fill_checkpoints
+    from test_rows import _demo_writer, _fill_checkpoints
     from hpc_itc.parallel import world
     from hpc_itc.stages.context import Context
     from hpc_itc.store.file import ResultsFile

@@ -1,40 +1,26 @@
 """The transport stage end to end on cheap force constants (no MLIP): what it writes.
 
-The stage is run through its real entry point with a serial communicator and a
-results file; only ``load_system`` / ``load_force_constants`` are replaced by
-in-code force constants (central springs, EMT Cu through phonopy).
+The stage is run through its real entry point with a serial communicator, a validated input and
+a results file; only what the earlier stages would have left (the interface system, or the relaxed
+slab and force constants) is handed to the run context in code (central springs, EMT Cu through
+phonopy) instead of being read from the file.
 """
 
 from types import SimpleNamespace
 
-import h5py
 import numpy as np
 import pytest
 
+from hpc_itc import config
 from hpc_itc.errors import InputError
 from hpc_itc.core.force_constants import real_space_ifc
-from hpc_itc.parallel import SerialComm
-from hpc_itc.stages.context import Context
-from hpc_itc.store.file import ResultsFile
-from hpc_itc.stages import transport as stage
+from stage_runner import run_stage
 from springs import DEFAULT_SPRINGS, spring_interface
 from hpc_itc.core.transport.system import build_system
 
 SOFT = dict(DEFAULT_SPRINGS)
 SOFT[("C", "C")] = (3.0, 1.54)
 SOFT[("C", "Cu")] = (1.5, 2.0)
-
-
-def run_stage(tmp_path, transport: dict, structure: dict | None = None, cutoff: float = 3.0) -> h5py.File:
-    cfg = {"run": {"progress_seconds": 1e9},
-           "structure": structure or {"left_material": "cu", "right_material": "diamond", "n_cells_left": 4, "n_cells_right": 4},
-           "force_constants": {"cutoff_A": cutoff},
-           "transport": {"directions": ["left_to_right", "right_to_left"], "temperatures_K": [300.0],
-                         "frequency_bin_THz": 0.5, "block_size": 3, **transport}}
-    results = ResultsFile(tmp_path / "r.h5")
-    results.check_or_create("sha", "toml")
-    stage.stage_transport(Context(cfg, results, SerialComm()))
-    return h5py.File(results.path, "r")
 
 
 @pytest.fixture(scope="module")
@@ -44,9 +30,8 @@ def spring_system():
 
 
 def test_stage_writes_caroli_paths_and_sweep(tmp_path, monkeypatch, spring_system):
-    monkeypatch.setattr(stage, "load_system", lambda ctx: spring_system)
     with run_stage(tmp_path, {"q_mesh": [4, 4, 4], "path_points": 12, "caroli_samples": 4,
-                              "q_mesh_sweep": [[2, 2, 2], [4, 4, 4]]}) as f:
+                              "q_mesh_sweep": ["2x2x2", "4x4x4"]}, system=spring_system) as f:
         g = f["transport"]
         assert 0 <= g.attrs["caroli_max_abs_diff"] < 1e-7
         assert g.attrs["max_abs_T_plus_R_minus_1"] < 1e-10
@@ -77,27 +62,27 @@ def test_stage_writes_caroli_paths_and_sweep(tmp_path, monkeypatch, spring_syste
     assert set(sweep_itc) == {"2x2x2", "4x4x4"} and set(sweep_itc["2x2x2"]) == {"left_to_right", "right_to_left"}
 
 
-def test_stage_results_do_not_depend_on_symmetry_or_solver(tmp_path, monkeypatch, spring_system):
-    monkeypatch.setattr(stage, "load_system", lambda ctx: spring_system)
+def test_stage_results_do_not_depend_on_symmetry_or_solver(tmp_path, spring_system):
     itc = []
     for n, extra in enumerate(({}, {"use_symmetry": False, "solver": "dense"})):
         folder = tmp_path / str(n)
         folder.mkdir()
-        with run_stage(folder, {"q_mesh": [4, 4, 4], "path_points": 0, "caroli_samples": 0, **extra}) as f:
+        with run_stage(folder, {"q_mesh": [4, 4, 4], "path_points": 0, "caroli_samples": 0, **extra}, system=spring_system) as f:
             itc.append([f["transport"][d]["itc"][()] for d in ("left_to_right", "right_to_left")])
             assert "caroli_max_abs_diff" not in f["transport"].attrs
     np.testing.assert_allclose(itc[0], itc[1], rtol=1e-10)
 
 
-def test_bad_settings_are_input_errors(tmp_path, monkeypatch, spring_system):
-    monkeypatch.setattr(stage, "load_system", lambda ctx: spring_system)
+def test_bad_settings_are_input_errors(tmp_path, spring_system):
+    """Refused by the validator, before the stage starts (no results file is made)."""
     for bad, key in (({"solver": "lu"}, "transport.solver"), ({"device_model": "bulk"}, "transport.device_model"),
-                     ({"q_mesh_sweep": [[4, 4]]}, "transport.q_mesh_sweep"), ({"path_points": -1}, "transport.path_points")):
+                     ({"q_mesh_sweep": [[4, 4]]}, "transport.q_mesh_sweep"), ({"q_mesh_sweep": ["4x4"]}, "transport.q_mesh_sweep"),
+                     ({"path_points": -1}, "transport.path_points")):
         with pytest.raises(InputError) as err:
-            run_stage(tmp_path, {"q_mesh": [2, 2, 2], **bad})
+            run_stage(tmp_path, {"q_mesh": [2, 2, 2], **bad}, system=spring_system)
         assert err.value.key == key
-    assert stage.parse_meshes(["6x6x4", [2, 2, 2]]) == [(6, 6, 4), (2, 2, 2)]
-    assert stage.parse_meshes([4, 4, 4, 2, 2, 2]) == [(4, 4, 4), (2, 2, 2)]
+        assert not (tmp_path / "r.h5").exists()
+    assert config.parse_mesh_list("k", ["6x6x4", "2X2X2", "6x6x4"]) == ((6, 6, 4), (2, 2, 2))
 
 
 @pytest.fixture(scope="module")
@@ -106,17 +91,14 @@ def emt_cu(emt_cu_phonopy):
     return real_space_ifc(phonon, cell)
 
 
-def test_left_lead_device_model_reaches_the_radiation_limit(tmp_path, monkeypatch, emt_cu):
+def test_left_lead_device_model_reaches_the_radiation_limit(tmp_path, emt_cu):
     """Cu | Cu with the device built from the left lead's bulk IFCs: T = 1, h = radiation limit."""
-    from hpc_itc.core import force_constants
-
     het = SimpleNamespace(inplane_repeat=(1, 1))
     # the slab force constants are deliberately wrong: device_model = "left_lead" must not use them
-    monkeypatch.setattr(force_constants, "load_force_constants",
-                        lambda ctx: (het, {"left_lead": emt_cu, "right_lead": emt_cu, "device": None}))
+    earlier = {"relaxed": het, "force_constants": {"left_lead": emt_cu, "right_lead": emt_cu, "device": None}}
     cu_cu = {"left_material": "cu", "right_material": "cu", "n_cells_left": 3, "n_cells_right": 3}
     with run_stage(tmp_path, {"q_mesh": [4, 4, 4], "device_model": "left_lead", "path_points": 0, "caroli_samples": 3},
-                   structure=cu_cu, cutoff=4.0) as f:
+                   structure=cu_cu, cutoff=4.0, earlier=earlier) as f:
         g = f["transport"]
         assert g.attrs["device_model"] == "left_lead" and g.attrs["max_abs_T_plus_R_minus_1"] < 1e-8
         for direction in ("left_to_right", "right_to_left"):

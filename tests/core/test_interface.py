@@ -17,11 +17,11 @@ from hpc_itc.core.structure import InterfaceSpec, bonded_registry, build, lead_c
 
 
 def spec(**over) -> InterfaceSpec:
-    return InterfaceSpec.from_config(config.validate({"structure": over})["structure"])
+    return InterfaceSpec.from_config(config.validate({"structure": over}).structure)
 
 
-def relax_cfg(**over) -> dict:
-    return config.validate({"relax": over})["relax"]
+def relax_cfg(**over) -> config.RelaxSettings:
+    return config.validate({"relax": over}).relax
 
 
 def dft_reference() -> dict:

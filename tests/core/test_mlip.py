@@ -10,10 +10,10 @@ import pytest
 from ase.build import bulk
 
 from hpc_itc.core import mlip
-from hpc_itc.errors import InputError
+from hpc_itc.errors import InputError, InvalidInput, keyed
 
 
-def _one_line(err: InputError) -> None:
+def _one_line(err: InvalidInput | InputError) -> None:
     assert "\n" not in str(err)
     assert "\n" not in err.message
     assert err.message.strip()
@@ -103,33 +103,33 @@ def test_calculator_is_cached_and_threads():
 
 
 def test_missing_path(tmp_path):
-    with pytest.raises(InputError) as ei:
+    with pytest.raises(InvalidInput) as ei:
         mlip.load_calculator(str(tmp_path / "nope.model"))
-    assert ei.value.key == "mlip.model"
+    assert ei.value.subject == "model"
     _one_line(ei.value)
 
 
 def test_unknown_name():
-    with pytest.raises(InputError) as ei:
+    with pytest.raises(InvalidInput) as ei:
         mlip.resolve_model("not-a-model")
-    assert ei.value.key == "mlip.model"
+    assert ei.value.subject == "model"
     assert "default" in ei.value.message
     _one_line(ei.value)
 
 
 def test_directory(tmp_path):
-    with pytest.raises(InputError) as ei:
+    with pytest.raises(InvalidInput) as ei:
         mlip.model_summary(str(tmp_path))
-    assert ei.value.key == "mlip.model"
+    assert ei.value.subject == "model"
     _one_line(ei.value)
 
 
 def test_corrupt_file(tmp_path):
     p = tmp_path / "junk.model"
     p.write_bytes(b"this is not a model\n" * 50)
-    with pytest.raises(InputError) as ei:
+    with pytest.raises(InvalidInput) as ei:
         mlip.load_calculator(str(p))
-    assert ei.value.key == "mlip.model"
+    assert ei.value.subject == "model"
     _one_line(ei.value)
 
 
@@ -137,9 +137,9 @@ def test_truncated_model(tmp_path):
     data = mlip.default_model_path().read_bytes()
     p = tmp_path / "truncated.model"
     p.write_bytes(data[: len(data) // 2])
-    with pytest.raises(InputError) as ei:
+    with pytest.raises(InvalidInput) as ei:
         mlip.model_summary(str(p))
-    assert ei.value.key == "mlip.model"
+    assert ei.value.subject == "model"
     _one_line(ei.value)
 
 
@@ -147,9 +147,9 @@ def test_pickle_not_a_model(tmp_path):
     p = tmp_path / "dict.model"
     with open(p, "wb") as fh:
         pickle.dump({"a": 1, "b": [1, 2, 3]}, fh)
-    with pytest.raises(InputError) as ei:
+    with pytest.raises(InvalidInput) as ei:
         mlip.load_calculator(str(p))
-    assert ei.value.key == "mlip.model"
+    assert ei.value.subject == "model"
     assert "not a MACE model" in ei.value.message
     _one_line(ei.value)
 
@@ -159,9 +159,9 @@ def test_torch_saved_dict(tmp_path):
 
     p = tmp_path / "checkpoint.pt"
     torch.save({"model": {"w": torch.zeros(2)}, "epoch": 3}, p)
-    with pytest.raises(InputError) as ei:
+    with pytest.raises(InvalidInput) as ei:
         mlip.load_calculator(str(p))
-    assert ei.value.key == "mlip.model"
+    assert ei.value.subject == "model"
     assert "not a MACE model" in ei.value.message
     _one_line(ei.value)
 
@@ -171,9 +171,9 @@ def test_torch_module_not_a_mace_model(tmp_path):
 
     p = tmp_path / "linear.model"
     torch.save(torch.nn.Linear(2, 2), p)
-    with pytest.raises(InputError) as ei:
+    with pytest.raises(InvalidInput) as ei:
         mlip.model_summary(str(p))
-    assert ei.value.key == "mlip.model"
+    assert ei.value.subject == "model"
     assert "not a MACE model" in ei.value.message
     _one_line(ei.value)
 
@@ -182,17 +182,17 @@ def test_pickle_of_unknown_class(tmp_path):
     # a pickle that refers to a module that does not exist here
     p = tmp_path / "foreign.model"
     p.write_bytes(b"\x80\x04\x95\x1c\x00\x00\x00\x00\x00\x00\x00\x8c\x0cno_such_modx\x94\x8c\x03Foo\x94\x93\x94.")
-    with pytest.raises(InputError) as ei:
+    with pytest.raises(InvalidInput) as ei:
         mlip.model_summary(str(p))
-    assert ei.value.key == "mlip.model"
+    assert ei.value.subject == "model"
     _one_line(ei.value)
 
 
 @pytest.mark.parametrize("device", ["tpu", "gpu", "", 0])
 def test_unknown_device(device):
-    with pytest.raises(InputError) as ei:
+    with pytest.raises(InvalidInput) as ei:
         mlip.load_calculator("default", device=device)
-    assert ei.value.key == "mlip.device"
+    assert ei.value.subject == "device"
     _one_line(ei.value)
 
 
@@ -201,36 +201,36 @@ def test_cuda_without_gpu():
 
     if torch.cuda.is_available():
         pytest.skip("a GPU is present")
-    with pytest.raises(InputError) as ei:
+    with pytest.raises(InvalidInput) as ei:
         mlip.load_calculator("default", device="cuda")
-    assert ei.value.key == "mlip.device"
+    assert ei.value.subject == "device"
     _one_line(ei.value)
 
 
 @pytest.mark.parametrize("dtype", ["float16", "double", None])
 def test_unknown_dtype(dtype):
-    with pytest.raises(InputError) as ei:
+    with pytest.raises(InvalidInput) as ei:
         mlip.load_calculator("default", dtype=dtype)
-    assert ei.value.key == "mlip.dtype"
+    assert ei.value.subject == "dtype"
     _one_line(ei.value)
 
 
 def test_bad_num_threads():
-    with pytest.raises(InputError) as ei:
+    with pytest.raises(InvalidInput) as ei:
         mlip.load_calculator("default", num_threads=0)
-    assert ei.value.key == "mlip.num_threads"
+    assert ei.value.subject == "num_threads"
 
 
 def test_check_elements():
     mlip.check_elements("default", ["Cu", "C", "N", "Cu"])
-    with pytest.raises(InputError) as ei:
+    with pytest.raises(InvalidInput) as ei:
         mlip.check_elements("default", ["Cu", "Au", "C"])
-    assert ei.value.key == "mlip.model"
+    assert ei.value.subject == "model"
     assert "Au" in ei.value.message and "Cu" in ei.value.message
     _one_line(ei.value)
-    with pytest.raises(InputError) as ei:
-        mlip.check_elements("default", ["Si"], key="structure.right_material")
-    assert ei.value.key == "structure.right_material"
+    with pytest.raises(InputError) as ei, keyed({"model": "structure.right_material"}):
+        mlip.check_elements("default", ["Si"])
+    assert ei.value.key == "structure.right_material"  # the caller names the key
 
 
 def test_foundation_names_resolve():
@@ -246,9 +246,9 @@ def test_foundation_download_failure(monkeypatch):
 
     monkeypatch.setattr(fm, "download_mace_mp_checkpoint", fail)
     mlip.clear_caches()
-    with pytest.raises(InputError) as ei:
+    with pytest.raises(InvalidInput) as ei:
         mlip.load_calculator("medium-mpa-0")
-    assert ei.value.key == "mlip.model"
+    assert ei.value.subject == "model"
     assert "could not obtain foundation model 'medium-mpa-0'" in ei.value.message
     _one_line(ei.value)
 

@@ -10,7 +10,7 @@ from hpc_itc.core.structure import InterfaceSpec, build, cubic_layer_cell, lead_
 
 def spec(**over):
     cfg = config.validate({"structure": over})
-    return InterfaceSpec.from_config(cfg["structure"])
+    return InterfaceSpec.from_config(cfg.structure)
 
 
 def het_for(**over):

@@ -20,7 +20,7 @@ import pytest
 
 from hpc_itc.cli import main
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 TINY = """
 [run]

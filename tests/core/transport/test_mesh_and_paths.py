@@ -6,10 +6,10 @@ import pytest
 
 from hpc_itc.core.harmonic import OMEGA_UNIT_RAD_S, RealSpaceIFC, bulk_modes
 from hpc_itc.core.transport import landauer
-from hpc_itc.stages import transport as stage
 from hpc_itc.core.transport.bzpath import lead_path, special_points
 from hpc_itc.core.transport.leads import count_propagating, lead_modes
-from hpc_itc.core.transport.solve import CLOSED_BY_BOUND, CLOSED_BY_COUNT, SOLVED_RGF, ChannelScreen, path_transmission, solve_column
+from hpc_itc.core.transport.solve import (CLOSED_BY_BOUND, CLOSED_BY_COUNT, DIRECTION_SIDE, SOLVED_RGF, ChannelScreen, direction_sums,
+                                          path_transmission, solve_column, solve_orbits)
 from springs import DEFAULT_SPRINGS, spring_bulk, spring_interface
 from hpc_itc.core.transport.symmetry import InplaneSymmetry, find_inplane_symmetry, reduce_mesh
 from hpc_itc.core.transport.system import build_system, homogeneous_system
@@ -99,14 +99,12 @@ def test_asymmetric_force_constants_reduce_the_group(small):
 
 
 def _run(system, symmetry, temps):
-    st = stage.settings({"transport": {"q_mesh": list(MESH), "directions": list(DIRECTIONS), "temperatures_K": temps,
-                                       "frequency_bin_THz": 0.5, "block_size": 3, "path_points": 0, "caroli_samples": 0}})
-    reds = stage.reductions(system, symmetry, [MESH], DIRECTIONS)
-    tasks = stage.plan(system, st, reds)
+    """Every mode of MESH per direction, solved orbit by orbit (the transport stage's tasks, in one go)."""
     out = {}
     for direction in DIRECTIONS:
-        parts = [stage.run_task(system, t, st, reds) for t in tasks if t.direction == direction]
-        out[direction] = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+        side, _ = DIRECTION_SIDE[direction]
+        red = reduce_mesh(symmetry, system.primitive(side).lattice, MESH)
+        out[direction] = solve_orbits(system, direction, MESH, red, range(len(red.representatives)))
     return out
 
 
@@ -122,17 +120,17 @@ def test_symmetry_reduced_mesh_equals_full_mesh(small):
         assert key_f == key_r  # the expanded list is exactly the full mesh's list of modes
         assert (~r["symmetry_image"]).sum() < 0.7 * len(r["omega"])  # ... but less than 70% was computed
         assert np.any(f["transmission"] > 0.05)
-        h_f, rad_f = stage.conductance(small, direction, f, MESH, np.array(temps))
-        h_r, rad_r = stage.conductance(small, direction, r, MESH, np.array(temps))
-        np.testing.assert_allclose(h_r, h_f, rtol=1e-10)
-        np.testing.assert_allclose(rad_r, rad_f, rtol=1e-10)
-        side, towards = stage.DIRECTION_SIDE[direction]
+        sums_f = direction_sums(small, direction, f, MESH, np.array(temps))
+        sums_r = direction_sums(small, direction, r, MESH, np.array(temps))
+        np.testing.assert_allclose(sums_r.itc, sums_f.itc, rtol=1e-10)
+        np.testing.assert_allclose(sums_r.radiation_limit, sums_f.radiation_limit, rtol=1e-10)
+        side, towards = DIRECTION_SIDE[direction]
         for temp in temps:
             spec, cum = [], []
             for d in (f, r):
                 omega = d["omega"] * OMEGA_UNIT_RAD_S
                 speed = towards * d["vz"] * OMEGA_UNIT_RAD_S * 1e-10
-                w = stage._mode_weight(omega, speed, temp)
+                w = landauer.mode_weight(omega, speed, temp)
                 freq = d["omega"] * OMEGA_UNIT_RAD_S / (2 * np.pi * 1e12)
                 spec.append(landauer.spectral_transmission(freq, w, d["transmission"], edges))
                 cum.append(landauer.cumulative_conductance(freq, w * d["transmission"], edges[1:]))

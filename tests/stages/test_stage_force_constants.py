@@ -1,11 +1,13 @@
-"""The force-constant stage: symmetry reduction, checkpoints, cutoff correction, interface route,
-batched MACE forces, lead phonons and the phonopy export.
+"""The force-constant stage (hpc_itc.stages.force_constants) and its group (hpc_itc.store.force_constants):
+counts, sum rule, cutoff correction, checkpoints, interface route, lead phonons and the phonopy export.
 
-Most tests run the real stage shell in-process on a Cu|Cu junction with ASE's EMT calculator
+The tests run the real stage shell in-process on a Cu|Cu junction with ASE's EMT calculator
 (milliseconds per force call), so they exercise the same code as a production run.
 """
 
+import json
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 import h5py
@@ -18,10 +20,13 @@ from hpc_itc.core import force_constants as fc
 from hpc_itc.errors import InputError
 from hpc_itc.core.harmonic import OMEGA_TO_THZ, bulk_modes
 from hpc_itc.parallel import SerialComm
-from hpc_itc.core.phonons import FCC_POINTS_CUBIC, reduced_qpoint
-from hpc_itc.stages.context import Context, load_relaxed, stage_relax, stage_structure
+from hpc_itc.stages import force_constants as fc_stage
+from hpc_itc.stages import relax as relax_stage
+from hpc_itc.stages import structure as structure_stage
+from hpc_itc.stages.context import Context
+from hpc_itc.store import force_constants as fc_store
 from hpc_itc.store.file import ResultsFile
-from hpc_itc.core.structure import cubic_layer_cell
+from hpc_itc.tools.export import export_phonopy
 
 A_EMT = 3.59  # EMT's cubic Cu lattice constant (3.5898 Å)
 CUTOFF = 4.0
@@ -57,10 +62,9 @@ cutoff_A = 4.0
 def make_context(folder: Path, name: str = "r.h5", **fc_settings) -> Context:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "in.toml"
-    path.write_text(EMT_INPUT.format(out=name))
+    path.write_text(EMT_INPUT.format(out=name) + "".join(f"{k} = {json.dumps(v)}\n" for k, v in fc_settings.items()))
     cfg = config.load(path)
-    cfg.data["force_constants"].update(fc_settings)  # keys the schema may not have yet
-    ctx = Context(cfg=cfg, results=ResultsFile(cfg.output_path), comm=SerialComm())
+    ctx = Context(comm=SerialComm(), cfg=cfg, results=ResultsFile(cfg.output_path))
     ctx._calculator = EMT()
     ctx.results.check_or_create(cfg.sha256(), cfg.to_toml())
     return ctx
@@ -68,9 +72,9 @@ def make_context(folder: Path, name: str = "r.h5", **fc_settings) -> Context:
 
 def run_emt(folder: Path, **fc_settings) -> Context:
     ctx = make_context(folder, **fc_settings)
-    stage_structure(ctx)
-    stage_relax(ctx)
-    fc.stage_force_constants(ctx)
+    structure_stage.run(ctx)
+    relax_stage.run(ctx)
+    fc_stage.run(ctx)
     return ctx
 
 
@@ -87,41 +91,6 @@ def emt_interface(tmp_path_factory):
 def stored(ctx, part, name="force_constants"):
     with h5py.File(ctx.results.path) as f:
         return f["force_constants"][part][name][()]
-
-
-# ---- settings -------------------------------------------------------------------------------
-def test_settings_defaults_and_errors():
-    base = {"cutoff_A": 4.0}
-    assert fc.settings(base) == {"device_route": "full", "interface_radius_A": 0.0, "batch_size": 1, "phonon_mesh": [16, 16, 16]}
-    assert fc.interface_radius(base) == 10.0 and fc.interface_radius({**base, "interface_radius_A": 7.5}) == 7.5
-    assert fc.interface_radius(base, "default") == 10.0  # shipped model: r_max 5 Å x 2 interactions
-    for key, bad in (("device_route", "partial"), ("interface_radius_A", -1.0), ("batch_size", 0), ("batch_size", 2.5),
-                     ("phonon_mesh", [4, 4])):
-        with pytest.raises(InputError) as err:
-            fc.settings({**base, key: bad})
-        assert err.value.key == f"force_constants.{key}"
-
-
-# ---- 1. symmetry-reduced displacements --------------------------------------------------------
-def _emt_fc(phonon):
-    forces = []
-    for k in range(len(phonon.supercells_with_displacements)):
-        atoms = fc.displaced_atoms(phonon, k)
-        atoms.calc = EMT()
-        forces.append(atoms.get_forces())
-    fc.produce(phonon, np.array(forces))
-    return phonon.force_constants
-
-
-def test_symmetry_reduced_displacements_give_the_unreduced_force_constants():
-    from phonopy import Phonopy
-
-    cell = cubic_layer_cell("cu", A_EMT).atoms()
-    reduced = fc.make_phonopy(cell, (3, 3, 4), 0.01, 1e-5)
-    plain = Phonopy(fc.to_phonopy_atoms(cell), supercell_matrix=np.diag((3, 3, 4)), primitive_matrix="P", is_symmetry=False, log_level=0)
-    plain.generate_displacements(distance=0.01, is_plusminus=True)
-    assert len(reduced.supercells_with_displacements) < len(plain.supercells_with_displacements) == 6
-    assert np.abs(_emt_fc(reduced) - _emt_fc(plain)).max() < 1e-6
 
 
 def test_stage_counts_and_sum_rule(emt_full):
@@ -141,7 +110,7 @@ def test_stage_counts_and_sum_rule(emt_full):
 
 # ---- 2. cutoff correction ----------------------------------------------------------------------
 def test_cutoff_correction_is_the_onsite_change(emt_full):
-    _, ifcs = fc.load_force_constants(emt_full)
+    _, ifcs = (emt_full.relaxed(), emt_full.force_constants())
     ifc = ifcs["device"]
     short, _ = ifc.truncated(CUTOFF)
 
@@ -176,9 +145,9 @@ class _Records(logging.Handler):
 
 def test_checkpoint_of_another_displacement_is_recomputed(tmp_path, emt_full):
     ctx = make_context(tmp_path)
-    stage_structure(ctx)
-    stage_relax(ctx)
-    n_sc = len(fc.force_constant_plans(ctx)[1][2].phonon.supercell)
+    structure_stage.run(ctx)
+    relax_stage.run(ctx)
+    n_sc = len(fc_stage.plans(ctx)[2].phonon.supercell)
     # a stale file: right shape, but written for another displaced atom (e.g. by another phonopy version)
     ctx.results.save_task("force_constants", "device", 0, forces=np.full((n_sc, 3), 7.0), displaced_atom=np.int64(999),
                           displacement=np.zeros(3))
@@ -187,7 +156,7 @@ def test_checkpoint_of_another_displacement_is_recomputed(tmp_path, emt_full):
     logger.addHandler(records)
     logger.setLevel(logging.INFO)
     try:
-        fc.stage_force_constants(ctx)
+        fc_stage.run(ctx)
     finally:
         logger.removeHandler(records)
         logger.setLevel(level)
@@ -216,8 +185,8 @@ INTERFACE_TOL = 5e-3
 
 
 def test_interface_route_reproduces_full_route(emt_full, emt_interface):
-    het, full = fc.load_force_constants(emt_full)
-    _, iface = fc.load_force_constants(emt_interface)
+    het, full = (emt_full.relaxed(), emt_full.force_constants())
+    _, iface = (emt_interface.relaxed(), emt_interface.force_constants())
     diff, scale = _within_cutoff_device_difference(het, iface["device"], full["device"])
     assert diff < INTERFACE_TOL, (diff, scale)
     with h5py.File(emt_interface.results.path) as f:
@@ -238,8 +207,8 @@ def test_interface_route_reproduces_full_route(emt_full, emt_interface):
 
 def test_interface_route_error_grows_when_the_zone_is_too_thin(emt_full):
     """The tolerance above discriminates: a 2 Å zone (one layer each side) misses it by far."""
-    het, full = fc.load_force_constants(emt_full)
-    plans = fc.plans_for(het, {**emt_full.cfg["force_constants"], "device_route": "interface", "interface_radius_A": 2.0})
+    het, full = (emt_full.relaxed(), emt_full.force_constants())
+    plans = fc.plans_for(het, replace(emt_full.cfg.force_constants, device_route="interface", interface_radius_A=2.0))
     fc.compute_parts(plans, EMT(), het)
     thin = fc.real_space_ifc(plans[2].phonon, het.atoms)
     diff, _ = _within_cutoff_device_difference(het, thin, full["device"])
@@ -249,8 +218,8 @@ def test_interface_route_error_grows_when_the_zone_is_too_thin(emt_full):
 def test_bulk_forces_of_a_far_atom_match_the_mlip(emt_full):
     """The bookkeeping maps bulk pairs onto the slab: a displaced atom far from the interface and the
     surfaces gets the forces EMT gives, to the lead's aliasing (small against the 3e-2 eV/Å forces)."""
-    het = load_relaxed(emt_full)
-    plans = fc.plans_for(het, emt_full.cfg["force_constants"])
+    het = emt_full.relaxed()
+    plans = fc.plans_for(het, emt_full.cfg.force_constants)
     fc.compute_parts(plans[:2], EMT(), het)
     leads = {s: fc.real_space_ifc(plans[s].phonon, plans[s].unitcell) for s in (0, 1)}
     dev = plans[2]
@@ -276,64 +245,8 @@ def test_bulk_forces_of_a_far_atom_match_the_mlip(emt_full):
         assert np.abs(d_real - d_syn).max() < 1e-3 * np.abs(d_real).max()
 
 
-# ---- 5. batched MACE forces -----------------------------------------------------------------------
-def _displaced_structures(n=5):
-    from ase.build import bulk
-
-    out = []
-    for k in range(n):
-        atoms = (bulk("C", "diamond", a=3.57, cubic=True).repeat((2, 2, 1)) if k % 2
-                 else bulk("Cu", "fcc", a=3.6, cubic=True).repeat((2, 2, 1 + k)))
-        atoms.rattle(0.03, seed=k)
-        out.append(atoms)
-    return out
-
-
-def test_batched_mace_forces_equal_one_by_one():
-    from hpc_itc.core import mlip
-
-    calc = mlip.load_calculator("default", dtype="float64")
-    structures = _displaced_structures()
-    one = fc.evaluate_forces(calc, [a.copy() for a in structures], batch_size=1)
-    for batch in (2, 5):
-        many = fc.evaluate_forces(calc, [a.copy() for a in structures], batch_size=batch)
-        assert max(np.abs(x - y).max() for x, y in zip(one, many)) < 1e-10
-    assert max(np.abs(x).max() for x in one) > 1e-2  # real forces, not zeros
-
-
-def test_batched_falls_back_for_other_calculators():
-    structures = [cubic_layer_cell("cu", A_EMT).atoms().repeat((3, 3, 3)) for _ in range(2)]
-    structures[1].rattle(0.02, seed=1)
-    got = fc.evaluate_forces(EMT(), structures, batch_size=4)
-    atoms = structures[1].copy()
-    atoms.calc = EMT()
-    assert np.abs(got[1] - atoms.get_forces()).max() < 1e-12
-
-
-def test_batched_mace_forces_on_gpu():
-    torch = pytest.importorskip("torch")
-    if not torch.cuda.is_available():
-        pytest.skip("no GPU here: the batched path was tested on the CPU only")
-    from hpc_itc.core import mlip
-
-    calc = mlip.load_calculator("default", device="cuda", dtype="float64")
-    structures = _displaced_structures()
-    one = fc.evaluate_forces(calc, [a.copy() for a in structures], batch_size=1)
-    many = fc.evaluate_forces(calc, [a.copy() for a in structures], batch_size=len(structures))
-    assert max(np.abs(x - y).max() for x, y in zip(one, many)) < 1e-10
-
-
-# ---- 6. lead phonons ------------------------------------------------------------------------------
-@pytest.mark.parametrize("strain", [0.0, 0.03])
-def test_fcc_points_are_half_reciprocal_vectors(strain):
-    lattice = cubic_layer_cell("diamond", 3.567).lattice * np.array([1.0 + strain, 1.0 + strain, 1.0 - strain])[None, :]
-    expected = {"G": (0, 0, 0), "X": (0, 0, 0.5), "L": (0.5, 0, 0.5), "W": (0.25, -0.25, 0.5), "X_inplane": (0.5, -0.5, 0)}
-    for name, q in expected.items():
-        assert np.allclose(reduced_qpoint(lattice, FCC_POINTS_CUBIC[name]), q, atol=1e-12)
-
-
 def test_lead_phonons_stored_and_consistent(emt_full):
-    _, ifcs = fc.load_force_constants(emt_full)
+    _, ifcs = (emt_full.relaxed(), emt_full.force_constants())
     with h5py.File(emt_full.results.path) as f:
         for lead in fc.LEADS:
             g = f[f"force_constants/{lead}/phonons"]
@@ -362,7 +275,7 @@ def test_export_phonopy_round_trip(tmp_path, which, emt_full, emt_interface):
     import phonopy
 
     ctx = emt_full if which == "full" else emt_interface
-    written = fc.export_phonopy(ctx.results.path, None, tmp_path / "out")
+    written = export_phonopy(ctx.results.path, None, tmp_path / "out")
     assert [p.parent.name for p in written] == list(fc.PARTS)
     rng = np.random.default_rng(1)
     q = np.vstack([rng.random((3, 3)), [[0, 0, 0.5], [0.5, 0, 0.5]]])
@@ -372,9 +285,10 @@ def test_export_phonopy_round_trip(tmp_path, which, emt_full, emt_interface):
             loaded = phonopy.load(path)
             assert np.abs(loaded.force_constants - f[f"force_constants/{part}/force_constants"][()]).max() < 1e-12
             loaded.run_qpoints(q)
-            mine = fc._stored_phonopy(f[f"force_constants/{part}"])
+            mine = fc_store.read_phonopy(f[f"force_constants/{part}"])
             mine.run_qpoints(q)
             assert np.abs(loaded.get_qpoints_dict()["frequencies"] - mine.get_qpoints_dict()["frequencies"]).max() < 1e-8
             assert (loaded.dataset is not None) == (which == "full" or part != "device")
     with pytest.raises(InputError):
-        fc.export_phonopy(emt_full.results.path, "middle", tmp_path / "x")
+        export_phonopy(emt_full.results.path, "middle", tmp_path / "x")
+

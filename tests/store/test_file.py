@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from hpc_itc.errors import InputError, ResultsMismatchError
-from hpc_itc.store.file import ResultsFile, write_array
+from hpc_itc.store.file import ResultsFile
+from hpc_itc.store.h5 import write_array
 
 
 def test_create_refuse_and_accept(tmp_path):

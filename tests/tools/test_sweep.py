@@ -5,6 +5,7 @@ import json
 
 import pytest
 
+from hpc_itc.cli import main as cli_main
 from hpc_itc.tools import sweep
 from hpc_itc.errors import InputError
 
@@ -74,7 +75,7 @@ def test_bad_sweep_names_the_key(tmp_path, capsys, table, key):
     with pytest.raises(InputError) as err:
         sweep.load(path)
     assert err.value.key == key
-    assert sweep.main(["sweep-size", str(path)]) == 2
+    assert cli_main(["sweep-size", str(path)]) == 2
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"error: {key}: ")
     assert not (tmp_path / "res").exists()
@@ -82,22 +83,21 @@ def test_bad_sweep_names_the_key(tmp_path, capsys, table, key):
 
 def test_point_collect_and_array_index(tmp_path, monkeypatch, capsys):
     path = _write(tmp_path, '[sweep]\n"structure.interface_spacing_A" = [1.8, 2.0]\n')
-    assert sweep.main(["sweep-size", str(path)]) == 0
+    assert cli_main(["sweep-size", str(path)]) == 0
     assert capsys.readouterr().out.strip() == "2"
     s = sweep.load(path)
 
     # point 1 from the Slurm array index; point 0 only gets its input written (an unfinished task)
     monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "1")
-    assert sweep.main(["sweep-point", str(path)]) == 0
+    assert cli_main(["sweep-point", str(path)]) == 0
     assert s.point_output(1).is_file() and not s.point_output(0).exists()
     point_toml = s.point_input(1).read_text()
     assert "interface_spacing_A = 2.0" in point_toml and 'output = "point_001.h5"' in point_toml
     monkeypatch.delenv("SLURM_ARRAY_TASK_ID")
-    assert sweep.main(["sweep-point", str(path), "2"]) == 2  # out of range
+    assert cli_main(["sweep-point", str(path), "2"]) == 2  # out of range
     assert "error: index: " in capsys.readouterr().err
-    assert sweep.main(["sweep-point", str(path)]) == 2  # no index, no array task
+    assert cli_main(["sweep-point", str(path)]) == 2  # no index, no array task
     # point 0: a task that stopped after the structure stage (run.stages is not hashed: a rerun resumes)
-    from hpc_itc.cli import main as cli_main
 
     p0_toml = sweep.write_point_input(s, 0)
     p0_toml.write_text(p0_toml.read_text().replace('stages = [\n    "structure",\n    "relax",\n    "force_constants",\n    "transport",\n]', 'stages = ["structure"]'))
@@ -105,7 +105,7 @@ def test_point_collect_and_array_index(tmp_path, monkeypatch, capsys):
     assert cli_main([str(p0_toml)]) == 0
 
     out = tmp_path / "collected"
-    assert sweep.main(["sweep-collect", str(path), "--out", str(out)]) == 0
+    assert cli_main(["sweep-collect", str(path), "--out", str(out)]) == 0
     doc = json.loads((out / "sweep.json").read_text())
     assert doc["n_points"] == 2 and doc["n_finished"] == 1
     p0, p1 = doc["points"]

@@ -7,7 +7,7 @@ from hpc_itc.core.force_constants import real_space_ifc
 from hpc_itc.core.harmonic import OMEGA_UNIT_RAD_S, RealSpaceIFC
 from hpc_itc.core.transport import landauer
 from hpc_itc.core.transport.scattering import caroli_transmission, solve_scattering
-from hpc_itc.stages.transport import solve_column
+from hpc_itc.core.transport.solve import solve_column
 from hpc_itc.core.transport.system import InterfaceSystem, homogeneous_system
 
 

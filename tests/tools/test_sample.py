@@ -12,12 +12,13 @@ import numpy as np
 import pytest
 from ase.io import read
 
-from hpc_itc.core.dft import KBAR_TO_EV_A3, kpoint_mesh, main_collect, read_vasp_folder
-from hpc_itc.errors import InputError
+from hpc_itc.core.dft import KBAR_TO_EV_A3, kpoint_mesh, read_vasp_folder
+from hpc_itc.errors import InvalidInput
+from hpc_itc.tools.collect_vasp import main_collect
 from hpc_itc.tools.sample import KINDS, main_sample, select_by_disagreement
 
-VASP = Path(__file__).parent / "data" / "vasp"
-REPO = Path(__file__).resolve().parents[1]
+VASP = Path(__file__).resolve().parents[1] / "data" / "vasp"
+REPO = Path(__file__).resolve().parents[2]
 
 # tiny structures, EMT: a few seconds
 EMT_TOML = """
@@ -250,7 +251,7 @@ def test_unfinished_folder_is_one_line_naming_it(tmp_path, capsys, folder, words
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"error: {VASP / folder}:") and words in err[0], err
     assert not out.exists()
-    with pytest.raises(InputError):
+    with pytest.raises(InvalidInput):
         read_vasp_folder(VASP / folder)
 
 

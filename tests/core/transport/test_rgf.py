@@ -12,7 +12,7 @@ import pytest
 
 from hpc_itc.core.transport.leads import LeadBlocks, lead_modes
 from hpc_itc.core.transport.scattering import Junction, block_partition, solve_scattering
-from test_transport_core import (
+from chain_models import (
     build_junction,
     chain_cell,
     degenerate_ladder,

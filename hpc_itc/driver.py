@@ -1,0 +1,129 @@
+"""The pipeline driver: validate an input, run its stages in order on every rank, resume what a file holds.
+
+``run(path)`` is what ``python -m hpc_itc INPUT.toml`` (and ``srun``/``mpiexec``) does; the sweep
+tools call it for each point.  Exit status: 0 success; 2 bad input, with one line
+``error: <key>: <what is allowed>`` on stderr and no results file touched; 1 a failure during the
+run (under MPI the whole job is aborted with the message); 143 SIGTERM.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+from hpc_itc import __version__, config
+from hpc_itc import log as logmod
+from hpc_itc.core import mlip
+from hpc_itc.core.structure import InterfaceSpec, elements_needed
+from hpc_itc.errors import InputError, InvalidInput, keyed, message_line
+from hpc_itc.parallel import world
+from hpc_itc.stages import cohp, force_constants, ldos, relax, structure, transport
+from hpc_itc.stages.collective import FaultInjection
+from hpc_itc.stages.context import MLIP_KEYS, Context
+from hpc_itc.store.file import ResultsFile
+
+# stage name -> its shell (pipeline order: config.STAGES)
+STAGES: dict[str, Callable[[Context], None]] = {
+    "structure": structure.run,
+    "relax": relax.run,
+    "force_constants": force_constants.run,
+    "transport": transport.run,
+    "ldos": ldos.run,
+    "cohp": cohp.run,
+}
+assert tuple(STAGES) == config.STAGES
+
+
+def model_fingerprint(model: str) -> dict[str, str]:
+    """What identifies the model in the input hash: the file's sha256, or the foundation name."""
+    with keyed(MLIP_KEYS):
+        path = Path(mlip.resolve_model(model))
+    if path.is_file():
+        return {"model_sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+    return {"model_name": model}
+
+
+def check_model_elements(cfg: config.RunConfig) -> None:
+    """InputError (mlip.model) when the model does not cover the elements of the interface."""
+    with keyed(MLIP_KEYS):
+        mlip.check_elements(cfg.model, elements_needed(InterfaceSpec.from_config(cfg.structure)))
+
+
+def validate(path: str) -> int:
+    """``python -m hpc_itc validate INPUT.toml``: check the input (and the model's elements); touch nothing."""
+    cfg = config.load(path)
+    check_model_elements(cfg)
+    print(f"ok: {path} is a valid hpc_itc input (results file {cfg.output_path})")
+    return 0
+
+
+def _on_sigterm(signum, frame):  # noqa: ARG001
+    raise SystemExit(143)
+
+
+def run(path: str) -> int:
+    """Run the stages of ``run.stages`` that the results file does not hold yet; returns the exit status."""
+    logmod.quiet_known_warnings()
+    comm = world()
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        cfg = config.load(path)
+    except InputError as exc:
+        if comm.rank == 0:
+            print(message_line(exc), file=sys.stderr)
+        return 2
+    logmod.setup(comm.rank, cfg.run.log_level)
+    log = logmod.get("run")
+    ctx = Context(comm=comm, faults=FaultInjection.from_environment(), cfg=cfg, results=ResultsFile(cfg.output_path))
+
+    def is_done(name: str) -> bool:
+        if name == "cohp":  # lobster_dir is not hashed: redo when it (or its thresholds) changed
+            return cohp.is_current(ctx)
+        return ctx.results.is_complete(name)
+
+    t0 = time.monotonic()
+    try:
+        def prepare() -> str:
+            check_model_elements(cfg)
+            sha = cfg.sha256(extra=model_fingerprint(cfg.model))
+            ctx.results.check_or_create(sha, cfg.to_toml())
+            return sha
+
+        ctx.input_sha256 = ctx.on_root(prepare)
+        if comm.rank == 0:
+            log.info("hpc_itc %s: input %s (sha256 %s), results %s, %d rank(s)", __version__, path, ctx.input_sha256[:12], cfg.output_path, comm.size)
+        for name in cfg.run.stages:
+            if is_done(name):
+                if comm.rank == 0:
+                    log.info("stage %s: already in %s, skipped", name, cfg.output_path.name)
+                continue
+            needs = [] if name == "cohp" else config.STAGES[: config.STAGES.index(name)]
+            missing = [st for st in needs if not ctx.results.is_complete(st)]
+            if missing:
+                raise InputError("run.stages", f"stage '{name}' needs {', '.join(missing)} first; add them to run.stages")
+            if comm.rank == 0:
+                log.info("stage %s: starting", name)
+            STAGES[name](ctx)
+            comm.barrier()
+        if comm.rank == 0:
+            log.info("done in %.1f s; summary: python -m hpc_itc inspect %s", time.monotonic() - t0, cfg.output_path)
+        return 0
+    except (InputError, InvalidInput) as exc:
+        if comm.rank == 0:
+            print(message_line(exc), file=sys.stderr)
+        return 2
+    except SystemExit as exc:
+        if comm.rank == 0:
+            print("error: terminated (SIGTERM); finished work is checkpointed, rerun the same command to resume", file=sys.stderr)
+        if comm.size > 1:  # other ranks may sit in a collective and never see the signal
+            comm.Abort(int(exc.code or 143))
+        return int(exc.code or 143)
+    except Exception as exc:  # noqa: BLE001
+        print(f"error: rank {comm.rank}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        if comm.size > 1:
+            comm.Abort(1)
+        raise

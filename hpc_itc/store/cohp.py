@@ -1,0 +1,81 @@
+"""``/cohp``: -COHP(E) and -ICOHP of the interface bonds from a finished LOBSTER folder (see docs/results.md)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hpc_itc.core.cohp import CohpResult
+from hpc_itc.store.h5 import write_array
+
+GROUP = "cohp"
+
+
+def write_cohp_group(g, result: CohpResult) -> None:
+    """Fill group /cohp (see docs/results.md)."""
+    lay = result.layers
+    names = list(result.per_type)
+    write_array(g, "energy", result.energy_eV, "eV", doc="E - E_F (LOBSTER's shifted energy axis)")
+    write_array(g, "minus_cohp_mean", result.minus_cohp_mean, "eV",
+                doc="-COHP(E) averaged over the kept interface bonds (spins summed)")
+    write_array(g, "types", np.array(names, dtype="S"), doc="bond-pair types: C(1)-Cu, N-Cu, C(1)-C(2), C-N (N with C(2)), others")
+    write_array(g, "type_count", np.array([result.per_type[t].count for t in names], dtype=int), doc="bonds of each type")
+    write_array(g, "type_minus_icohp_mean", np.array([result.per_type[t].minus_icohp_mean_eV for t in names]), "eV",
+                doc="-ICOHP per bond, mean over the bonds of each type")
+    write_array(g, "type_length_mean", np.array([result.per_type[t].length_mean_A for t in names]), "Å")
+    write_array(g, "type_minus_cohp_mean", np.array([result.per_type[t].minus_cohp_mean for t in names]), "eV",
+                doc="-COHP(E) averaged over the bonds of each type (rows follow 'types')")
+    b = g.create_group("bonds")
+    write_array(b, "label", np.array([x.label for x in result.bonds], dtype="S"), doc="COHP# in ICOHPLIST.lobster / COHPCAR.lobster")
+    write_array(b, "atom1", np.array([x.atom1 for x in result.bonds], dtype="S"))
+    write_array(b, "atom2", np.array([x.atom2 for x in result.bonds], dtype="S"))
+    write_array(b, "type", np.array([x.type for x in result.bonds], dtype="S"))
+    write_array(b, "length", np.array([x.length_A for x in result.bonds]), "Å")
+    write_array(b, "dz", np.array([x.dz_A for x in result.bonds]), "Å", doc="z(atom2) - z(atom1)")
+    write_array(b, "weight", np.array([x.weight for x in result.bonds], dtype=int), doc="equivalent bonds per entry (LOBSTER < 3 lists)")
+    write_array(b, "minus_icohp", np.array([x.minus_icohp_eV for x in result.bonds]), "eV")
+    g.attrs["mean_minus_icohp_eV"] = result.minus_icohp_mean_eV
+    g.attrs["n_bonds"] = result.n_bonds
+    g.attrs["counts"] = json.dumps(result.counts())
+    g.attrs["folder"] = result.folder
+    g.attrs["structure_file"] = result.structure_file
+    g.attrs["efermi_eV"] = result.efermi_eV
+    g.attrs["spin_polarized"] = result.spin_polarized
+    g.attrs["min_dz_A"] = result.min_dz_A
+    g.attrs["plane_tol_A"] = result.plane_tol_A
+    g.attrs["cu_side"] = lay.cu_side
+    g.attrs["first_cu_layer_sites"] = [i + 1 for i in lay.cu_layer]
+    g.attrs["first_diamond_layer_sites"] = [i + 1 for i in lay.diamond_planes[0] + lay.diamond_planes[1]]
+    g.attrs["n_icohp_entries"] = result.n_icohp_entries
+    g.attrs["charge_spilling_percent"] = result.charge_spilling_percent
+
+
+def summary_from_group(g) -> dict[str, Any]:
+    """The ``cohp`` entry of ``inspect --json`` from group /cohp."""
+    names = [x.decode() if isinstance(x, bytes) else str(x) for x in g["types"][()]]
+    return {
+        "mean_minus_icohp_eV": float(g.attrs["mean_minus_icohp_eV"]),
+        "n_bonds": int(g.attrs["n_bonds"]),
+        "per_type": {name: {"count": int(c), "minus_icohp_eV": float(v), "length_A": float(length)}
+                     for name, c, v, length in zip(names, g["type_count"][()], g["type_minus_icohp_mean"][()], g["type_length_mean"][()])},
+        "folder": str(g.attrs["folder"]),
+    }
+
+
+def made_from(f, folder: Path, min_dz_A: float, plane_tol_A: float) -> bool:
+    """True when ``/cohp`` of an open file is complete and was made from ``folder`` with these thresholds."""
+    if GROUP not in f or not f[GROUP].attrs.get("complete", False):
+        return False
+    a = f[GROUP].attrs
+    return (str(a.get("folder", "")) == str(Path(folder).resolve()) and float(a.get("min_dz_A", -1)) == float(min_dz_A)
+            and float(a.get("plane_tol_A", -1)) == float(plane_tol_A))
+
+
+def summary(f) -> dict[str, Any]:
+    """The ``cohp`` entry of ``inspect`` (empty before the stage)."""
+    if GROUP not in f or not f[GROUP].attrs.get("complete", False):
+        return {}
+    return {"cohp": summary_from_group(f[GROUP])}
