@@ -36,6 +36,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 os.environ.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
@@ -130,11 +131,11 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
 
     from hpc_itc import config
-    from hpc_itc.core import mlip
-    from hpc_itc.core import force_constants as fc
     from hpc_itc.cli import main as cli_main
+    from hpc_itc.core import force_constants as fc
+    from hpc_itc.core import mlip
     from hpc_itc.parallel import SerialComm
-    from hpc_itc.stages.context import Context, load_relaxed
+    from hpc_itc.stages.context import Context
     from hpc_itc.store.file import ResultsFile
 
     base = _base_input(args.input, args.quick)
@@ -150,25 +151,25 @@ def main(argv=None) -> int:
     if not (relax_dir / "bench.h5").exists() or not ResultsFile(relax_dir / "bench.h5").is_complete("relax"):
         assert cli_main([str(inp)]) == 0
     cfg = config.load(inp)
-    ctx = Context(cfg=cfg, results=ResultsFile(cfg.output_path), comm=SerialComm())
-    het = load_relaxed(ctx)
-    fc_cfg = dict(cfg["force_constants"])
-    cutoff = fc_cfg["cutoff_A"]
+    ctx = Context(comm=SerialComm(), cfg=cfg, results=ResultsFile(cfg.output_path))
+    het = ctx.relaxed()
+    fc_cfg = cfg.force_constants
+    cutoff = fc_cfg.cutoff_A
     threads = os.cpu_count() or 1
     print(f"slab: {len(het.atoms)} atoms ({len(het.device_indices)} in the device), cutoff {cutoff} Å, model {cfg.model}, "
           f"{threads} torch threads; relax {time.perf_counter() - t0:.0f} s; work in {work}; load average {os.getloadavg()[0]:.1f}", flush=True)
 
     # ---- 1 + 2: counts, float64 forces, seconds per call, batching -------------------------------
     calc64 = mlip.load_calculator(cfg.model, dtype="float64", num_threads=threads)
-    plans64 = fc.plans_for(het, {**fc_cfg, "device_route": "full"})
+    plans64 = fc.plans_for(het, replace(fc_cfg, device_route="full"))
     # warm-up: the first model call pays for lazy initialisation
-    fc.evaluate_forces(calc64, [fc.displaced_atoms(plans64[0].phonon, 0)])
+    mlip.evaluate_forces(calc64, [fc.displaced_atoms(plans64[0].phonon, 0)])
     forces64, per_call = {}, {}
     print("\npart        atoms/supercell  reduced  naive  naive/reduced  s/call(f64)", flush=True)
     for plan in plans64:
         structures = [fc.displaced_atoms(plan.phonon, k) for k in range(plan.n_displacements)]
         t = time.perf_counter()
-        forces64[plan.name] = fc.evaluate_forces(calc64, structures, 1)
+        forces64[plan.name] = mlip.evaluate_forces(calc64, structures, 1)
         per_call[plan.name] = (time.perf_counter() - t) / plan.n_displacements
         print(f"{plan.name:11s} {len(plan.phonon.supercell):15d} {plan.n_displacements:8d} {plan.n_displacements_naive:6d} "
               f"{plan.n_displacements_naive / plan.n_displacements:14.2f} {per_call[plan.name]:12.3f}", flush=True)
@@ -182,14 +183,14 @@ def main(argv=None) -> int:
 
     # timing on one set of device supercells, best of 2, interleaved: float64/float32, one call each/batched
     calc32 = mlip.load_calculator(cfg.model, dtype="float32", num_threads=threads)
-    fc.evaluate_forces(calc32, [fc.displaced_atoms(plans64[0].phonon, 0)])
+    mlip.evaluate_forces(calc32, [fc.displaced_atoms(plans64[0].phonon, 0)])
     subset = list(range(min(device.n_displacements, 2 * args.batch)))
     timing = {}
     for _ in range(2):
         for name, calc, batch in (("f64", calc64, 1), ("f64_batched", calc64, args.batch), ("f32", calc32, 1), ("f32_batched", calc32, args.batch)):
             structures = [fc.displaced_atoms(device.phonon, k) for k in subset]
             t = time.perf_counter()
-            got = fc.evaluate_forces(calc, structures, batch)
+            got = mlip.evaluate_forces(calc, structures, batch)
             timing[name] = min(timing.get(name, np.inf), (time.perf_counter() - t) / len(subset))
             if name == "f64_batched":
                 batch_diff = max(float(np.abs(a - forces64["device"][k]).max()) for a, k in zip(got, subset))
@@ -206,12 +207,12 @@ def main(argv=None) -> int:
         stats[plan.name] = fc.produce(plan.phonon, np.array(forces64[plan.name]))
 
     # ---- 3: float32 vs float64 ---------------------------------------------------------------------
-    plans32 = fc.plans_for(het, {**fc_cfg, "device_route": "full"})
+    plans32 = fc.plans_for(het, replace(fc_cfg, device_route="full"))
     print("\nfloat32 vs float64: part, max|dPhi| (eV/Å^2), max|Phi| (eV/Å^2), relative change of the bulk frequencies", flush=True)
     out["float32"] = {}
     for p32, p64 in zip(plans32, plans64):
         structures = [fc.displaced_atoms(p32.phonon, k) for k in range(p32.n_displacements)]
-        f32 = fc.evaluate_forces(calc32, structures, 1)
+        f32 = mlip.evaluate_forces(calc32, structures, 1)
         fc.produce(p32.phonon, np.array(f32))
         d = float(np.abs(p32.phonon.force_constants - p64.phonon.force_constants).max())
         scale = float(np.abs(p64.phonon.force_constants).max())
@@ -234,7 +235,7 @@ def main(argv=None) -> int:
     f32_rel = max(v.get(f"max_rel_dfreq_{pt}", 0.0) for v in out["float32"].values() for pt in ("X", "L"))
 
     # ---- 4: interface route: several radii on the same forces, then the count for the paper's geometry ----
-    auto = fc.interface_radius({**fc_cfg, "interface_radius_A": 0.0}, cfg.model)
+    auto = fc.interface_radius(replace(fc_cfg, interface_radius_A=0.0), cfg.model)
     radii = sorted({*([args.radius] if args.radius else []), 3.0, 4.0, 6.0, 8.0, auto})
     lead_ifcs = {s: fc.real_space_ifc(plans64[s].phonon, plans64[s].unitcell) for s in (0, 1)}
     full_ifc = fc.real_space_ifc(device.phonon, het.atoms)
@@ -244,7 +245,7 @@ def main(argv=None) -> int:
           f"full route: {device.n_displacements} device calls, {len(het.atoms)} slab atoms")
     print("  radius_A  device_calls  saving  zone_atoms  max|dPhi| device pairs within cutoff (eV/Å^2, relative)  bulk-site dev outside (Å)")
     for radius in radii:
-        dev_if = fc.plans_for(het, {**fc_cfg, "device_route": "interface", "interface_radius_A": radius})[2]
+        dev_if = fc.plans_for(het, replace(fc_cfg, device_route="interface", interface_radius_A=radius))[2]
         computed = {k: forces64["device"][k] for k in dev_if.task_ids}
         fc.produce(dev_if.phonon, fc.part_forces(dev_if, computed, het, lead_ifcs))
         d_within, scale = _device_pairs_within(het, fc.real_space_ifc(dev_if.phonon, het.atoms), full_ifc, cutoff)
@@ -257,16 +258,14 @@ def main(argv=None) -> int:
     out["interface"]["saving"] = out["interface"]["radii"][f"{auto:g}"]["saving"]
 
     # the saving grows with the device: count (no force calls) for the paper's 42 + 42 cells, same leads and settings
-    from dataclasses import replace
-
     from hpc_itc.core.structure import build
 
     spec = replace(ctx.spec, n_cells_left=42, n_cells_right=42)
     big = build(spec, het.left_lead, het.right_lead)
-    big_full = fc.plans_for(big, {**fc_cfg, "device_route": "full"})[2]
+    big_full = fc.plans_for(big, replace(fc_cfg, device_route="full"))[2]
     paper = {"slab_atoms": len(big.atoms), "device_calls_full": big_full.n_displacements}
     for radius in sorted({6.0, auto}):
-        big_if = fc.plans_for(big, {**fc_cfg, "device_route": "interface", "interface_radius_A": radius})[2]
+        big_if = fc.plans_for(big, replace(fc_cfg, device_route="interface", interface_radius_A=radius))[2]
         paper[f"device_calls_interface_{radius:g}A"] = big_if.n_force_evaluations
         print(f"  42 + 42 cells (unrelaxed slab of {len(big.atoms)} atoms; displacement count only), radius {radius:g} Å: "
               f"{big_if.n_force_evaluations} of {big_full.n_displacements} device calls (x{big_full.n_displacements / big_if.n_force_evaluations:.1f} fewer)")

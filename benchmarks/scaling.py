@@ -142,10 +142,10 @@ def paper_inputs(cost_per_atom: float, block_size: int) -> dict:
     from hpc_itc.core.structure import InterfaceSpec, build, lead_cells
 
     cfg = config.load(REPO / "inputs" / "cu_diamond_bare.toml")
-    spec = InterfaceSpec.from_config(cfg["structure"])
+    spec = InterfaceSpec.from_config(cfg.structure)
     left, right, _ = lead_cells(spec, cfg.lattice_constant("left"), cfg.lattice_constant("right"))
     het = build(spec, left, right)
-    plans = plans_for(het, cfg["force_constants"], None)
+    plans = plans_for(het, cfg.force_constants, None)
     rng = np.random.default_rng(0)
     lead_ifcs, fold, table_mb = {}, 0.0, 0.0
     for p in plans:  # rank 0's fold with stand-in forces: phonopy's solve and symmetrisation, bulk rows
@@ -160,7 +160,7 @@ def paper_inputs(cost_per_atom: float, block_size: int) -> dict:
     atoms = [len(p.phonon.supercell) for p in plans for _ in p.task_ids]
     out = {"fc_parts": {p.name: (p.n_force_evaluations, p.n_displacements, len(p.phonon.supercell)) for p in plans},
            "fc_tasks": len(atoms), "fc_task_s": cost_per_atom * max(atoms), "fc_mean_task_s": cost_per_atom * sum(atoms) / len(atoms),
-           "fc_rank0_s": fold, "fc_table_MB": table_mb, "device_route": cfg["force_constants"].get("device_route", "full")}
+           "fc_rank0_s": fold, "fc_table_MB": table_mb, "device_route": cfg.force_constants.device_route}
     tr = subprocess.run([sys.executable, str(HERE / "transport.py"), "--procs", "1", "--dense-columns", "1"],
                         capture_output=True, text=True, env=_env(), timeout=1800)
     wall = _seconds(r"seconds_full_mesh=([\d.]+)", tr.stdout)

@@ -43,13 +43,19 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))  # springs.py: the test fixture
 
 import numpy as np  # noqa: E402
+from springs import spring_interface  # noqa: E402
 from threadpoolctl import threadpool_limits  # noqa: E402
 
-from hpc_itc.stages import transport as stage  # noqa: E402
-from hpc_itc.core.transport.solve import SOLVED_RGF, solve_column  # noqa: E402
-from springs import spring_interface  # noqa: E402
+from hpc_itc import config  # noqa: E402
+from hpc_itc.core.transport.qz_sampling import sample_meshes  # noqa: E402
+from hpc_itc.core.transport.solve import (  # noqa: E402
+    SOLVED_RGF,
+    direction_sums,  # noqa: E402
+    solve_column,
+)
 from hpc_itc.core.transport.symmetry import find_inplane_symmetry  # noqa: E402
 from hpc_itc.core.transport.system import build_system  # noqa: E402
+from hpc_itc.stages import transport as stage  # noqa: E402
 
 _STATE: dict = {}
 
@@ -57,20 +63,20 @@ _STATE: dict = {}
 def _run(k: int):
     with threadpool_limits(limits=1):
         task = _STATE["tasks"][k]
-        return k, stage.run_task(_STATE["system"], task, _STATE["st"], _STATE["reds"])
+        return k, stage.run_task(_STATE["system"], task, _STATE["settings"].solver, _STATE["reds"], {})
 
 
-def full_mesh(system, st: dict, procs: int):
-    """The production path on the whole mesh; returns (wall seconds, per-direction mode arrays, h, symmetry)."""
+def full_mesh(system, settings, meshes, procs: int):
+    """The production path on the whole mesh; returns (wall seconds, per-direction mode arrays, (h, radiation limit), symmetry)."""
     t0 = time.perf_counter()
-    symmetry = find_inplane_symmetry(system) if st["use_symmetry"] else None
+    symmetry = find_inplane_symmetry(system) if settings.use_symmetry else None
     if symmetry is None:
         from hpc_itc.core.transport.symmetry import InplaneSymmetry
 
         symmetry = InplaneSymmetry.identity()
-    reds = stage.reductions(system, symmetry, [st["q_mesh"]], st["directions"])
-    tasks = stage.plan(system, st, reds)
-    _STATE.update(system=system, st=st, reds=reds, tasks=tasks)
+    reds = stage.reductions(system, symmetry, [meshes.main], settings.directions)
+    tasks = stage.plan(settings, meshes, reds, {})
+    _STATE.update(system=system, settings=settings, reds=reds, tasks=tasks)
     results = {}
     if procs > 1:
         with multiprocessing.get_context("fork").Pool(procs) as pool:
@@ -80,11 +86,12 @@ def full_mesh(system, st: dict, procs: int):
         for k in range(len(tasks)):
             results[k] = _run(k)[1]
     per_dir, h = {}, {}
-    for direction in st["directions"]:
+    for direction in settings.directions:
         ks = [k for k, t in enumerate(tasks) if t.direction == direction]
         d = {key: np.concatenate([results[k][key] for k in ks]) for key in results[ks[0]]}
         per_dir[direction] = d
-        h[direction] = stage.conductance(system, direction, d, st["q_mesh"], st["temperatures_K"])
+        sums = direction_sums(system, direction, d, meshes.main, settings.temperatures_K)
+        h[direction] = (sums.itc, sums.radiation_limit)
     return time.perf_counter() - t0, per_dir, h, symmetry, reds
 
 
@@ -175,15 +182,17 @@ def main(argv=None) -> int:
     print(f"device: {dev.n_atoms} atoms ({system.n_device_dof} dof) in {len(system.partition) - 1} blocks "
           f"{np.diff(system.partition).tolist()}; principal layers {system.left.p}+{system.right.p} layers = "
           f"{system.left.n_dof}/{system.right.n_dof} dof; cutoff {args.cutoff} Å; spring model built in {t_build:.1f} s")
-    cfg = {"transport": {"q_mesh": list(mesh), "directions": ["left_to_right", "right_to_left"], "temperatures_K": [300.0],
-                         "frequency_bin_THz": 0.25, "block_size": 4, "use_symmetry": not args.no_symmetry,
-                         "path_points": 0, "caroli_samples": 0, "qz_refine": args.qz_refine}}
-    st = stage.refine_meshes(system, stage.settings(cfg))
-    mesh = st["q_mesh"]  # the mesh actually sampled: N3 times the q_z refinement
-    print(f"q mesh {st['q_mesh_input']} with q_z refined x{st['qz_refine_used'][mesh]}: incident modes on "
+    settings = config.validate({"transport": {
+        "q_mesh": list(mesh), "directions": ["left_to_right", "right_to_left"], "temperatures_K": [300.0],
+        "frequency_bin_THz": 0.25, "block_size": 4, "use_symmetry": not args.no_symmetry,
+        "path_points": 0, "caroli_samples": 0, "qz_refine": args.qz_refine}}).transport
+    meshes = sample_meshes(system.primitive("left"), system.primitive("right"), settings.q_mesh, settings.q_mesh_sweep,
+                           settings.qz_refine)
+    mesh = meshes.main  # the mesh actually sampled: N3 times the q_z refinement
+    print(f"q mesh {meshes.main_input} with q_z refined x{meshes.factor[mesh]}: incident modes on "
           f"{mesh[0]}x{mesh[1]}x{mesh[2]}")
 
-    wall, per_dir, h, symmetry, reds = full_mesh(system, st, args.procs)
+    wall, per_dir, h, symmetry, reds = full_mesh(system, settings, meshes, args.procs)
     n_modes = {d: len(v["omega"]) for d, v in per_dir.items()}
     total_modes = sum(n_modes.values())
     print(f"mesh {mesh[0]}x{mesh[1]}x{mesh[2]}, both directions, {args.procs} processes: {wall:.2f} s wall for "
@@ -191,7 +200,7 @@ def main(argv=None) -> int:
           f"{wall * args.procs / total_modes * 1e3:.3f} ms cpu per mode)")
     print(f"in-plane point group of the system: {symmetry.order} operations (force-constant mismatch "
           f"{symmetry.max_ifc_violation:.1e}); irreducible columns " +
-          ", ".join(f"{d} {len(reds[(mesh, d)].representatives)}/{mesh[0] * mesh[1]}" for d in st["directions"]))
+          ", ".join(f"{d} {len(reds[(mesh, d)].representatives)}/{mesh[0] * mesh[1]}" for d in settings.directions))
     for d, v in per_dir.items():
         computed = ~v["symmetry_image"].astype(bool)
         code = np.bincount(v["solve_code"][computed], minlength=5)
@@ -200,7 +209,7 @@ def main(argv=None) -> int:
               f"eigenvalues, {code[2] + code[3] + code[4]} scattering solves ({code[4]} dense fallbacks); "
               f"h(300 K) = {h[d][0][0]:.2f} MW/(m^2 K), radiation limit {h[d][1][0]:.1f}; max|T+R-1| = {tpr:.1e}")
 
-    dense, worst, compared, nonzero = dense_sample(system, mesh, st["directions"], n_dense, per_dir)
+    dense, worst, compared, nonzero = dense_sample(system, mesh, settings.directions, n_dense, per_dir)
     dense_total = 0.0
     for d, (per_mode, modes, cols) in dense.items():
         dense_total += per_mode * n_modes[d]

@@ -6,7 +6,7 @@
 #      (h5py.get_config().mpi is True), the rest (torch, mace, ...) from the base environment
 #   3. a single-node Slurm (ci/slurm_up.sh)
 #   4. checks, each printing PASS or FAIL:
-#      mpio-writer   tests/test_h5io.py under mpiexec: MPI-IO and rank-0 writers give the same file
+#      mpio-writer   tests/store/test_rows.py under mpiexec: MPI-IO and rank-0 writers give the same file
 #      srun          `srun -n 2 python -m hpc_itc` on inputs/ci_cluster.toml (MPI-IO writer) vs one process
 #                    (rank-0 writer): inspect --json figures within rtol 1e-9, and the whole files
 #      rank-failure  an exception on rank 1 only ends the whole step with the message (no hang);
@@ -123,9 +123,9 @@ wait_jobs() {  # wait_jobs TIMEOUT_S JOBID... -> 0 when none is queued or runnin
 }
 
 # ---- 4a. both writers under MPI --------------------------------------------------------------------
-step "check mpio-writer: tests/test_h5io.py with the parallel h5py (HPC_ITC_REQUIRE_MPIO=1: no skips)"
+step "check mpio-writer: tests/store/test_rows.py with the parallel h5py (HPC_ITC_REQUIRE_MPIO=1: no skips)"
 t=$SECONDS
-if HPC_ITC_REQUIRE_MPIO=1 HPC_ITC_MPIEXEC=/usr/bin/mpiexec "$PY" -m pytest -q -p no:cacheprovider tests/test_h5io.py; then
+if HPC_ITC_REQUIRE_MPIO=1 HPC_ITC_MPIEXEC=/usr/bin/mpiexec "$PY" -m pytest -q -p no:cacheprovider tests/store/test_rows.py; then
     record mpio-writer PASS $t ""
 else
     record mpio-writer FAIL $t "(pytest output above)"

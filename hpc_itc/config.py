@@ -12,10 +12,11 @@ import copy
 import hashlib
 import json
 import math
-import tomllib
 from dataclasses import dataclass, field, make_dataclass
 from pathlib import Path
 from typing import Any, Callable
+
+import tomllib
 
 from hpc_itc.errors import InputError
 

@@ -3,11 +3,11 @@
 import dataclasses
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import pytest
 import tomli_w
+import tomllib
 
 from hpc_itc import config
 from hpc_itc.cli import main

@@ -4,11 +4,10 @@ import json
 import subprocess
 import sys
 
+from small_input import SMALL
 
 from hpc_itc.cli import main
 from hpc_itc.tools.summary import summary
-
-from small_input import SMALL
 
 SPEC_KEYS = {"input_sha256", "stages_complete", "n_atoms_device", "n_force_evaluations", "itc_MW_m2K",
              "rectification_percent", "max_abs_T_plus_R_minus_1", "radiation_limit_MW_m2K", "wall_seconds",

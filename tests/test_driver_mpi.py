@@ -7,7 +7,6 @@ import subprocess
 import sys
 
 import pytest
-
 from small_input import SMALL
 
 pytestmark = pytest.mark.skipif(shutil.which("mpiexec") is None, reason="no mpiexec on PATH")

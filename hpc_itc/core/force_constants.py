@@ -36,9 +36,9 @@ from phonopy.structure.atoms import PhonopyAtoms
 
 from hpc_itc import log as logmod
 from hpc_itc.config import ForceConstantsSettings
-from hpc_itc.errors import InvalidInput
 from hpc_itc.core.harmonic import RealSpaceIFC
 from hpc_itc.core.mlip import evaluate_forces
+from hpc_itc.errors import InvalidInput
 
 _log = logmod.get("force_constants")
 

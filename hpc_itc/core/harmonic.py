@@ -228,11 +228,6 @@ class PrincipalLayerLead:
     def n_dof(self) -> int:
         return self.p * self.bulk.n_dof
 
-    @property
-    def pl_vector_A(self) -> np.ndarray:
-        """A3 = p a3, the translation from one principal layer to the next."""
-        return self.p * self.bulk.lattice[2]
-
     def blocks(self, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(h00, h01) at in-plane phases theta; h01 couples a principal layer to the next along +z."""
         nd, p = self.bulk.n_dof, self.p

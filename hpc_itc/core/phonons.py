@@ -15,11 +15,11 @@ factor 2 pi, like the transport stage's mode maps.
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import tomllib
 
 # cubic coordinates, units 2 pi / a (X along z = [001], the transport direction)
 FCC_POINTS_CUBIC = {

@@ -175,17 +175,6 @@ class Heterostructure:
     def device_indices(self) -> np.ndarray:
         return np.flatnonzero(self.region == 1)
 
-    def layer_atoms(self, side: int, layer_from_interface: int) -> np.ndarray:
-        return np.flatnonzero((self.side == side) & (self.layer_from_interface == layer_from_interface))
-
-    def to_extxyz_atoms(self) -> Atoms:
-        atoms = self.atoms.copy()
-        atoms.new_array("region", self.region.astype(int))
-        atoms.new_array("side", self.side.astype(int))
-        atoms.new_array("layer_from_interface", self.layer_from_interface.astype(int))
-        atoms.info["inplane_repeat"] = list(self.inplane_repeat)
-        return atoms
-
 
 # ---- the bonded registry -------------------------------------------------------------------
 # A surface scientist builds a metal/diamond(001) interface by continuing the covalent crystal: each

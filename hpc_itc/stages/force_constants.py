@@ -11,9 +11,19 @@ from __future__ import annotations
 import numpy as np
 
 from hpc_itc import log as logmod
-from hpc_itc.core.force_constants import (LEADS, PartPlan, bulk_site_deviation, cutoff_correction, displaced_atoms,
-                                          interface_plane_z, interface_stability, part_forces, plans_for, produce,
-                                          real_space_ifc)
+from hpc_itc.core.force_constants import (
+    LEADS,
+    PartPlan,
+    bulk_site_deviation,
+    cutoff_correction,
+    displaced_atoms,
+    interface_plane_z,
+    interface_stability,
+    part_forces,
+    plans_for,
+    produce,
+    real_space_ifc,
+)
 from hpc_itc.core.harmonic import RealSpaceIFC
 from hpc_itc.core.mlip import evaluate_forces
 from hpc_itc.core.phonons import lead_phonons, plot_phonons

@@ -30,8 +30,7 @@ from hpc_itc.config import TransportSettings
 from hpc_itc.core.harmonic import OMEGA_TO_THZ
 from hpc_itc.core.transport.bzpath import lead_path
 from hpc_itc.core.transport.qz_sampling import SampledMeshes, sample_meshes
-from hpc_itc.core.transport.solve import (DIRECTION_SIDE, SOLVED_RGF, caroli_check, direction_sums, path_transmission,
-                                          solve_orbits)
+from hpc_itc.core.transport.solve import DIRECTION_SIDE, SOLVED_RGF, caroli_check, direction_sums, path_transmission, solve_orbits
 from hpc_itc.core.transport.symmetry import InplaneSymmetry, find_inplane_symmetry, reduce_mesh
 from hpc_itc.core.transport.system import InterfaceSystem, build_system, homogeneous_system
 from hpc_itc.errors import keyed

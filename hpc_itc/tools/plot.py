@@ -15,6 +15,7 @@ import numpy as np
 
 from hpc_itc.store.file import open_for_reading
 from hpc_itc.store.h5 import read_str_array
+from hpc_itc.store.structure import read_atoms
 
 _COLOURS = {"Cu": "#c87533", "C": "#404040", "N": "#3050f8"}
 
@@ -38,12 +39,9 @@ def fig_structure(files, plt):
         return None, "no structure in any file"
     fig, axes = plt.subplots(1, 2 * len(have), figsize=(2.4 * 2 * len(have) + 1, 6), squeeze=False)
     for k, (path, f) in enumerate(have):
-        g = f["relax"] if "relax" in f else f["structure"]
-        pos = g["positions"][()]
-        cell = g["cell"][()]
-        sym = read_str_array(g["symbols"])
-        region = g["region"][()]
-        side = g["side"][()]
+        atoms = read_atoms(f["relax"] if "relax" in f else f["structure"])
+        pos, cell, sym = atoms.positions, np.asarray(atoms.cell), atoms.get_chemical_symbols()
+        region, side = atoms.arrays["region"], atoms.arrays["side"]
         z_plane = 0.5 * (pos[side == 0, 2].max() + pos[side == 1, 2].min())
         near = np.abs(pos[:, 2] - z_plane) < 9.0  # the interface, not 42 layers of bulk
         for axis, ax in zip((0, 1), axes[0][2 * k:2 * k + 2]):

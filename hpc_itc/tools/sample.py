@@ -55,7 +55,7 @@ from typing import Any
 import numpy as np
 
 from hpc_itc.config import Key, check_tables, read_toml, resolve_path
-from hpc_itc.errors import InputError, keyed
+from hpc_itc.errors import InputError, keyed, message_line
 
 KINDS = ("cu", "diamond", "cu_diamond", "cu_n_diamond", "cu_cun_diamond")
 STEPS = ("sample", "select", "dft")
@@ -243,7 +243,7 @@ def schema_markdown() -> str:
     """Reference of every SAMPLE.toml key (for docs/sample_input.md)."""
     lines = ["# Sampling input reference (`python -m hpc_itc sample SAMPLE.toml`)", "",
              "Every key is optional and has the default shown; unknown keys are errors.",
-             "Generated from `hpc_itc/sample.py`.", ""]
+             "Generated from `hpc_itc/tools/sample.py`.", ""]
     for section, keys in SCHEMA.items():
         lines += [f"## [{section}]", "", "| key | type / allowed | default | unit | meaning |", "| --- | --- | --- | --- | --- |"]
         for name, spec in keys.items():
@@ -393,9 +393,8 @@ def _dynamics(atoms, md: dict[str, Any], rng: np.random.Generator):
     serial = DummyMPI()  # one task = one rank: never let ASE talk to MPI.COMM_WORLD
     name = md["thermostat"]
     if name == "langevin":
-        from ase.md.langevin import Langevin
-
         from ase.constraints import FixCom
+        from ase.md.langevin import Langevin
 
         atoms.set_constraint(FixCom())  # ASE >= 3.28: fixcm=False plus FixCom samples NVT correctly
         return Langevin(atoms, dt, temperature_K=T, friction=md["friction_per_fs"] / units.fs, fixcm=False, rng=rng,
@@ -674,7 +673,7 @@ def main_sample(path: str) -> int:
         cfg = load_sample_config(path)
     except InputError as exc:
         if comm.rank == 0:
-            print(f"error: {exc.key}: {exc.message}", file=sys.stderr)
+            print(message_line(exc), file=sys.stderr)
         return 2
     logmod.setup(comm.rank, cfg["run"]["log_level"])
     log = logmod.get("sample")
@@ -697,9 +696,9 @@ def main_sample(path: str) -> int:
     except InputError as exc:
         if not prepared or comm.size == 1:  # raised alike on every rank
             if comm.rank == 0:
-                print(f"error: {exc.key}: {exc.message}", file=sys.stderr)
+                print(message_line(exc), file=sys.stderr)
             return 2
-        print(f"error: {exc.key}: {exc.message}", file=sys.stderr)  # one rank only: the others would wait forever
+        print(message_line(exc), file=sys.stderr)  # one rank only: the others would wait forever
         comm.Abort(2)
         return 2
     except Exception as exc:  # noqa: BLE001

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import json
 import sys
-import tomllib
 from pathlib import Path
 from typing import Any
+
+import tomllib
 
 from hpc_itc.config import DEFAULT_STAGES, STAGES
 from hpc_itc.store import cohp as cohp_store

@@ -6,17 +6,27 @@ the numbers put into the files.
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
-
 from ase import Atoms
 from ase.io import write as ase_write
-from lobster_fixtures import (BONDS, CELL, EFERMI, ENERGY, EXPECTED_ICOHP, EXPECTED_MEAN, EXPECTED_TYPES, KEPT, SHAPE, build_slab,
-                              make_folder)
+from lobster_fixtures import (
+    BONDS,
+    CELL,
+    EFERMI,
+    ENERGY,
+    EXPECTED_ICOHP,
+    EXPECTED_MEAN,
+    EXPECTED_TYPES,
+    KEPT,
+    SHAPE,
+    build_slab,
+    make_folder,
+)
 
 from hpc_itc.core import cohp
 from hpc_itc.errors import InvalidInput
+
 
 # ---------------------------------------------------------------------------------------
 # analysis

@@ -6,19 +6,19 @@ import json
 
 import numpy as np
 import pytest
-
 from lobster_fixtures import SHAPE, write_cohpcar, write_icohplist
 
 from hpc_itc.core import cohp
 from hpc_itc.core import lobster_inputs as li
 from hpc_itc.errors import InvalidInput
 
+
 # ---------------------------------------------------------------------------------------
 # input writing
 # ---------------------------------------------------------------------------------------
 def _heterostructure(n_fraction=0.0, left="cu", right="diamond", n_cells=6, buffer=4, repeat=(1, 1)):
-    from hpc_itc.core import structure as st
     from hpc_itc.config import validate
+    from hpc_itc.core import structure as st
 
     cfg = validate({"structure": {"left_material": left, "right_material": right, "n_cells_left": n_cells, "n_cells_right": n_cells,
                                   "buffer_cells": buffer, "n_fraction": n_fraction, "inplane_repeat": list(repeat)}})

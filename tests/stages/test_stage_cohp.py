@@ -7,12 +7,12 @@ import json
 import h5py
 import numpy as np
 import pytest
-
-from lobster_fixtures import EXPECTED_ICOHP, EXPECTED_MEAN, ENERGY, KEPT, make_folder
+from lobster_fixtures import ENERGY, EXPECTED_ICOHP, EXPECTED_MEAN, KEPT, make_folder
 
 from hpc_itc.errors import InputError
 from hpc_itc.stages import cohp as cohp_stage
 from hpc_itc.store.cohp import summary_from_group
+
 
 # ---------------------------------------------------------------------------------------
 # stage

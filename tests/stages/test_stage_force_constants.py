@@ -17,8 +17,8 @@ from ase.calculators.emt import EMT
 
 from hpc_itc import config
 from hpc_itc.core import force_constants as fc
-from hpc_itc.errors import InputError
 from hpc_itc.core.harmonic import OMEGA_TO_THZ, bulk_modes
+from hpc_itc.errors import InputError
 from hpc_itc.parallel import SerialComm
 from hpc_itc.stages import force_constants as fc_stage
 from hpc_itc.stages import relax as relax_stage

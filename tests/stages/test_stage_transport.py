@@ -10,13 +10,13 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from springs import DEFAULT_SPRINGS, spring_interface
+from stage_runner import run_stage
 
 from hpc_itc import config
-from hpc_itc.errors import InputError
 from hpc_itc.core.force_constants import real_space_ifc
-from stage_runner import run_stage
-from springs import DEFAULT_SPRINGS, spring_interface
 from hpc_itc.core.transport.system import build_system
+from hpc_itc.errors import InputError
 
 SOFT = dict(DEFAULT_SPRINGS)
 SOFT[("C", "C")] = (3.0, 1.54)

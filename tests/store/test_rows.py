@@ -1,4 +1,4 @@
-"""The two stage writers (hpc_itc.h5io): rank 0 alone ("root") and every rank through MPI-IO ("mpio").
+"""The two stage writers (hpc_itc.store.rows): rank 0 alone ("root") and every rank through MPI-IO ("mpio").
 
 The serial tests run everywhere.  The MPI tests need h5py built with MPI and a launcher of the same MPI
 (``HPC_ITC_MPIEXEC``, default ``mpiexec``); without them they skip, unless ``HPC_ITC_REQUIRE_MPIO=1``
@@ -17,12 +17,12 @@ import h5py
 import numpy as np
 import pytest
 
-from hpc_itc.store import rows as h5io
 from hpc_itc.errors import InputError
-from hpc_itc.store.rows import CollectiveStageWrite, MemoryRows, write_rows
 from hpc_itc.parallel import SerialComm
+from hpc_itc.store import rows as h5io
 from hpc_itc.store.file import ResultsFile
 from hpc_itc.store.h5 import write_array
+from hpc_itc.store.rows import CollectiveStageWrite, MemoryRows, write_rows
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -190,7 +190,7 @@ def mpi_or_skip():
 
 def _run_ranks(tmp_path, ranks: int, mode: str, broken: bool = False):
     script = tmp_path / "write_demo.py"
-    script.write_text(MPI_SCRIPT.format(tests=str(REPO / "tests")))
+    script.write_text(MPI_SCRIPT.format(tests=str(Path(__file__).resolve().parent)))
     env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1", OMPI_MCA_rmaps_base_oversubscribe="1",
                PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     cmd = [*_launcher(), "-n", str(ranks), "--oversubscribe", sys.executable, str(script), str(tmp_path), mode, "broken" if broken else "ok"]

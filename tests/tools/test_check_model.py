@@ -7,8 +7,8 @@ import pytest
 from ase.build import bulk
 from ase.eos import EquationOfState
 
-from hpc_itc.core import mlip
 from hpc_itc.cli import main
+from hpc_itc.core import mlip
 
 
 @pytest.fixture(scope="module")

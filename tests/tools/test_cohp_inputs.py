@@ -20,8 +20,8 @@ def _heterostructure(n_fraction=0.0):
 
 
 def test_inputs_from_results_file(tmp_path, capsys):
-    from hpc_itc.store.structure import write_heterostructure
     from hpc_itc.store.file import ResultsFile
+    from hpc_itc.store.structure import write_heterostructure
 
     het, strain = _heterostructure(1.0)
     rf = ResultsFile(tmp_path / "r.h5")

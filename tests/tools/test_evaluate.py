@@ -8,8 +8,8 @@ from ase.build import bulk
 from ase.calculators.emt import EMT
 from ase.io import write
 
-from hpc_itc.core import mlip
 from hpc_itc.cli import main
+from hpc_itc.core import mlip
 from hpc_itc.tools.evaluate import evaluate
 
 

@@ -6,8 +6,8 @@ import json
 import pytest
 
 from hpc_itc.cli import main as cli_main
-from hpc_itc.tools import sweep
 from hpc_itc.errors import InputError
+from hpc_itc.tools import sweep
 
 # a tiny run (about 7 s on 2 cores): 2+2 device cells, no bulk relaxation, coarse mesh, no LDOS
 TINY = """

@@ -205,16 +205,6 @@ class LeadModes:
     def n_prop_left(self) -> int:
         return self.lam_left.size
 
-    @property
-    def vec_right(self) -> np.ndarray:
-        """(n, n_prop_right) flux-normalised right-going channel vectors on the first PL of the pair."""
-        return self.pair_right[: self.n]
-
-    @property
-    def vec_left(self) -> np.ndarray:
-        """(n, n_prop_left) flux-normalised left-going channel vectors on the first PL of the pair."""
-        return self.pair_left[: self.n]
-
     def outgoing_basis(self, direction: str) -> np.ndarray:
         """(2n, n) pair-form basis of all solutions going in ``direction``.
 

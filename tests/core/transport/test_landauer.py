@@ -6,11 +6,15 @@ import numpy as np
 import pytest
 from scipy import constants as sc
 
-from hpc_itc.core.transport.landauer import (bose_einstein_dfdT, conductance_contributions_MW_m2K, conductance_MW_m2K,
-                                             cumulative_conductance, mode_heat_capacity_J_K, radiation_limit_MW_m2K,
-                                             spectral_transmission)
-
-
+from hpc_itc.core.transport.landauer import (
+    bose_einstein_dfdT,
+    conductance_contributions_MW_m2K,
+    conductance_MW_m2K,
+    cumulative_conductance,
+    mode_heat_capacity_J_K,
+    radiation_limit_MW_m2K,
+    spectral_transmission,
+)
 
 # ----------------------------------------------------------------------------
 # Landauer

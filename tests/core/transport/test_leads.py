@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from chain_models import build_junction, chain_cell, flux, make_spring, second_neighbour_law
 
 from hpc_itc.core.transport.leads import LeadModeError, lead_modes
-
-from chain_models import build_junction, chain_cell, make_spring, second_neighbour_law, flux
-
 
 # ----------------------------------------------------------------------------
 # Lead modes

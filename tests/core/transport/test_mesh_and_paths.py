@@ -3,14 +3,23 @@ sharing, in-plane symmetry reduction; and the mode-resolved path maps."""
 
 import numpy as np
 import pytest
+from springs import DEFAULT_SPRINGS, spring_bulk, spring_interface
 
 from hpc_itc.core.harmonic import OMEGA_UNIT_RAD_S, RealSpaceIFC, bulk_modes
 from hpc_itc.core.transport import landauer
 from hpc_itc.core.transport.bzpath import lead_path, special_points
 from hpc_itc.core.transport.leads import count_propagating, lead_modes
-from hpc_itc.core.transport.solve import (CLOSED_BY_BOUND, CLOSED_BY_COUNT, DIRECTION_SIDE, SOLVED_RGF, ChannelScreen, direction_sums,
-                                          path_transmission, solve_column, solve_orbits)
-from springs import DEFAULT_SPRINGS, spring_bulk, spring_interface
+from hpc_itc.core.transport.solve import (
+    CLOSED_BY_BOUND,
+    CLOSED_BY_COUNT,
+    DIRECTION_SIDE,
+    SOLVED_RGF,
+    ChannelScreen,
+    direction_sums,
+    path_transmission,
+    solve_column,
+    solve_orbits,
+)
 from hpc_itc.core.transport.symmetry import InplaneSymmetry, find_inplane_symmetry, reduce_mesh
 from hpc_itc.core.transport.system import build_system, homogeneous_system
 

@@ -19,14 +19,20 @@ Three known answers:
 
 import numpy as np
 import pytest
+from springs import spring_interface
 
 from hpc_itc.core.force_constants import real_space_ifc
 from hpc_itc.core.harmonic import OMEGA_TO_THZ, OMEGA_UNIT_RAD_S, RealSpaceIFC, bulk_modes
 from hpc_itc.core.transport import landauer, leads
 from hpc_itc.core.transport.qz_sampling import N_ACOUSTIC, qz_end_weights
 from hpc_itc.core.transport.solve import OMEGA_MIN_THZ
-from springs import spring_interface
-from hpc_itc.core.transport.system import build_system, enforce_junction_sum_rule, homogeneous_system, incident_modes_at, junction_sum_rule_residual
+from hpc_itc.core.transport.system import (
+    build_system,
+    enforce_junction_sum_rule,
+    homogeneous_system,
+    incident_modes_at,
+    junction_sum_rule_residual,
+)
 
 
 @pytest.fixture(scope="module")

@@ -9,9 +9,9 @@ both sums converge to the same value, as the harmonic limit demands.
 
 import numpy as np
 import pytest
+from springs import spring_interface
 
 from hpc_itc.core.transport.qz_sampling import AUTO_WINDOW_POINTS, auto_qz_refine, band_maximum, refined_mesh, window_points
-from springs import spring_interface
 from hpc_itc.core.transport.solve import SOLVED_SHIFTED, solve_column
 from hpc_itc.core.transport.system import build_system
 

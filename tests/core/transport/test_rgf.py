@@ -9,9 +9,6 @@ block pivot is singular (a bound state that does not couple to the leads).
 
 import numpy as np
 import pytest
-
-from hpc_itc.core.transport.leads import LeadBlocks, lead_modes
-from hpc_itc.core.transport.scattering import Junction, block_partition, solve_scattering
 from chain_models import (
     build_junction,
     chain_cell,
@@ -23,6 +20,9 @@ from chain_models import (
     transverse_ladder,
     wire_junction,
 )
+
+from hpc_itc.core.transport.leads import LeadBlocks, lead_modes
+from hpc_itc.core.transport.scattering import Junction, block_partition, solve_scattering
 
 FIELDS = ("t_LR", "r_LL", "t_RL", "r_RR", "psi_D_from_left", "psi_D_from_right")
 

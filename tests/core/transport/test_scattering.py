@@ -7,12 +7,24 @@ import time
 
 import numpy as np
 import pytest
+from chain_models import (
+    build_junction,
+    chain_cell,
+    chain_q,
+    degenerate_ladder,
+    flux,
+    make_spring,
+    mass_junction,
+    random_law,
+    second_neighbour_law,
+    t_mass_junction,
+    t_spring_junction,
+    transverse_ladder,
+    wire_junction,
+)
 
 from hpc_itc.core.transport.leads import LeadBlocks, lead_modes
 from hpc_itc.core.transport.scattering import caroli_transmission, solve_scattering
-
-from chain_models import degenerate_ladder, mass_junction, transverse_ladder, chain_q, t_mass_junction, t_spring_junction, build_junction, chain_cell, make_spring, second_neighbour_law, random_law, flux, wire_junction
-
 
 # ----------------------------------------------------------------------------
 # Scattering: 1D closed forms
