@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from hpc_itc.core.cohp import CohpResult
-from hpc_itc.store.h5 import write_array
+from hpc_itc.store.h5 import group_complete, write_array
 
 GROUP = "cohp"
 
@@ -67,7 +67,7 @@ def summary_from_group(g) -> dict[str, Any]:
 
 def made_from(f, folder: Path, min_dz_A: float, plane_tol_A: float) -> bool:
     """True when ``/cohp`` of an open file is complete and was made from ``folder`` with these thresholds."""
-    if GROUP not in f or not f[GROUP].attrs.get("complete", False):
+    if not group_complete(f, GROUP):
         return False
     a = f[GROUP].attrs
     return (str(a.get("folder", "")) == str(Path(folder).resolve()) and float(a.get("min_dz_A", -1)) == float(min_dz_A)
@@ -76,6 +76,6 @@ def made_from(f, folder: Path, min_dz_A: float, plane_tol_A: float) -> bool:
 
 def summary(f) -> dict[str, Any]:
     """The ``cohp`` entry of ``inspect`` (empty before the stage)."""
-    if GROUP not in f or not f[GROUP].attrs.get("complete", False):
+    if not group_complete(f, GROUP):
         return {}
     return {"cohp": summary_from_group(f[GROUP])}

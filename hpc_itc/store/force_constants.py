@@ -20,7 +20,7 @@ from phonopy.structure.atoms import PhonopyAtoms
 from hpc_itc.core.force_constants import PARTS, PartPlan
 from hpc_itc.core.harmonic import RealSpaceIFC
 from hpc_itc.core.phonons import LeadPhonons
-from hpc_itc.store.h5 import read_str_array, read_str_list, write_array, write_str_list
+from hpc_itc.store.h5 import group_complete, read_str_array, read_str_list, write_array, write_str_list
 from hpc_itc.store.rows import write_rows
 
 GROUP = "force_constants"
@@ -101,7 +101,7 @@ def read_phonons(group) -> dict:
 
 
 def is_complete(f) -> bool:
-    return GROUP in f and bool(f[GROUP].attrs.get("complete", False))
+    return group_complete(f, GROUP)
 
 
 def read_phonopy(group, symprec: float | None = None) -> Phonopy:

@@ -48,3 +48,8 @@ def fsync(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def group_complete(f: h5py.File, name: str) -> bool:
+    """True when stage group ``name`` of an open results file was written to the end (attr ``complete``)."""
+    return name in f and bool(f[name].attrs.get("complete", False))

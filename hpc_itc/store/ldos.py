@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from hpc_itc.core.ldos import LayerOverlap
-from hpc_itc.store.h5 import write_array
+from hpc_itc.store.h5 import group_complete, write_array
 
 GROUP = "ldos"
 
@@ -31,7 +31,7 @@ def write_ldos(g, grid_THz: np.ndarray, ldos: np.ndarray, device_atoms: np.ndarr
 
 def summary(f) -> dict[str, Any]:
     """The overlap-factor entries of ``inspect`` (empty before the stage)."""
-    if GROUP not in f or not f[GROUP].attrs.get("complete", False):
+    if not group_complete(f, GROUP):
         return {}
     g = f[GROUP]
     return {"overlap_factor_per_THz": float(g.attrs["overlap_factor"]),

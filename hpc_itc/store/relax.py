@@ -16,7 +16,7 @@ from hpc_itc.config import RelaxSettings
 from hpc_itc.core.interface import EV_PER_A2_TO_J_PER_M2, RegistryScan
 from hpc_itc.core.relax import RelaxResult
 from hpc_itc.core.structure import Heterostructure, InterfaceSpec
-from hpc_itc.store.h5 import read_str_list, write_array, write_str_list
+from hpc_itc.store.h5 import group_complete, read_str_list, write_array, write_str_list
 from hpc_itc.store.structure import read_heterostructure, write_heterostructure
 
 GROUP = "relax"
@@ -80,7 +80,7 @@ def write_interface_report(g, report: dict) -> None:
 
 
 def is_complete(f) -> bool:
-    return GROUP in f and bool(f[GROUP].attrs.get("complete", False))
+    return group_complete(f, GROUP)
 
 
 def read_relaxed(f, spec: InterfaceSpec) -> Heterostructure:

@@ -20,7 +20,7 @@ from hpc_itc.core.transport.landauer import LandauerSums
 from hpc_itc.core.transport.qz_sampling import SampledMeshes
 from hpc_itc.core.transport.solve import SOLVED_RGF, SOLVED_RGF_FALLBACK, SOLVED_SHIFTED
 from hpc_itc.core.transport.symmetry import InplaneSymmetry
-from hpc_itc.store.h5 import write_array
+from hpc_itc.store.h5 import group_complete, write_array
 from hpc_itc.store.rows import write_rows
 
 GROUP = "transport"
@@ -185,7 +185,7 @@ def write_path(sub, tables, d: dict) -> None:
 
 
 def is_complete(f) -> bool:
-    return GROUP in f and bool(f[GROUP].attrs.get("complete", False))
+    return group_complete(f, GROUP)
 
 
 def summary(f) -> dict[str, Any]:
