@@ -4,7 +4,7 @@ of :mod:`hpc_itc.driver` or :mod:`hpc_itc.tools`).
     python -m hpc_itc INPUT.toml             run the pipeline (also under srun / mpiexec)
     python -m hpc_itc run INPUT.toml         the same
     python -m hpc_itc validate INPUT.toml    check the input only; touches nothing
-    python -m hpc_itc inspect RESULT.h5 [--json]
+    python -m hpc_itc inspect RESULT.h5 [--json] [--verify]
     python -m hpc_itc export RESULT.h5 OUT.extxyz [--stage structure|relax]
     python -m hpc_itc export-phonopy RESULT.h5 OUTDIR [--part all|left_lead|right_lead|device]
     python -m hpc_itc plot RESULT.h5 [MORE.h5 ...] --out DIR
@@ -38,6 +38,7 @@ def _parser() -> argparse.ArgumentParser:
     i = sub.add_parser("inspect", help="summarise a results file")
     i.add_argument("result")
     i.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    i.add_argument("--verify", action="store_true", help="check every stage against its checksum; exit 1 when one is corrupt")
     e = sub.add_parser("export", help="write a stored structure as extxyz (or any ASE format by extension)")
     e.add_argument("result")
     e.add_argument("out")
@@ -106,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "inspect":
             from hpc_itc.tools.summary import inspect_file
 
-            return inspect_file(args.result, as_json=args.json)
+            return inspect_file(args.result, as_json=args.json, verify=args.verify)
         if args.command == "export":
             from hpc_itc.tools.export import export_structure
 
@@ -157,6 +158,11 @@ def main(argv: list[str] | None = None) -> int:
     except (InputError, InvalidInput) as exc:
         print(message_line(exc), file=sys.stderr)
         return 2
+    except BrokenPipeError:  # e.g. `inspect ... | head`: the reader left, nothing is wrong
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python's flush at exit must not fail again
+        return 0
     except KeyboardInterrupt:
         print("error: interrupted; finished work is checkpointed, rerun the same command to resume", file=sys.stderr)
         return 130

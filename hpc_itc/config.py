@@ -26,6 +26,22 @@ DEFAULT_STAGES = STAGES[:-1]  # cohp needs a finished LOBSTER folder: add it to 
 DIRECTIONS = ("left_to_right", "right_to_left")
 OPTIMIZERS = ("FIRE", "BFGS", "LBFGS")
 
+# What each stage's results depend on: tables, or single "table.key"s (only hashed keys count).  A
+# finished stage is reused when these agree with the input and refused, naming the keys that differ,
+# when they do not; a key outside them (a later stage's) leaves the stage usable.  "mlip" brings the
+# model file's sha256 with it (driver.model_fingerprint).
+STAGE_INPUTS: dict[str, tuple[str, ...]] = {
+    "structure": ("structure",),
+    "relax": ("structure", "mlip", "relax"),
+    "force_constants": ("structure", "mlip", "relax", "force_constants"),
+    "transport": ("structure", "mlip", "relax", "force_constants", "transport"),
+    "ldos": ("structure", "mlip", "relax", "force_constants", "transport.device_model", "ldos"),
+    "cohp": (),  # reads only cohp.lobster_dir, which is checked by the stage itself (stages.cohp.is_current)
+}
+MAX_INPUT_BYTES = 1_000_000  # an hpc_itc input is a few kB; a larger file is a mistake (and 50 MB strings hang tomllib)
+MAX_STRING_CHARS = 4096  # PATH_MAX on Linux
+MAX_NAME_BYTES = 255  # NAME_MAX: one path component
+
 
 @dataclass(frozen=True)
 class Key:
@@ -79,14 +95,15 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "stages": Key("str_list", list(DEFAULT_STAGES), "Stages to run, in pipeline order; a stage needs the ones before it (already in the file or run now), except cohp, which reads only cohp.lobster_dir.", choices=STAGES, hashed=False),
         "log_level": Key("str", "info", "Logging verbosity.", choices=("debug", "info", "warning"), hashed=False),
         "progress_seconds": Key("float", 30.0, "Interval between progress lines on long stages.", unit="s", minimum=0.1, hashed=False),
+        "allow_large": Key("bool", False, "Run an input whose resource estimate (slab atoms, memory per rank, force calls, incident modes; printed by validate) exceeds the limits of docs/resources.md. false: such an input is refused before any work.", hashed=False),
     },
     "structure": {
         "left_material": Key("str", "cu", "Material of the left lead and the left half of the device.", choices=MATERIALS),
         "right_material": Key("str", "diamond", "Material of the right lead and the right half of the device.", choices=MATERIALS),
-        "n_cells_left": Key("int", 6, "(001) layers of primitive cells of the left material in the device (paper: 42).", minimum=1),
-        "n_cells_right": Key("int", 6, "(001) layers of primitive cells of the right material in the device (paper: 42).", minimum=1),
-        "buffer_cells": Key("int", 4, "Extra bulk layers outside the device on each side, held fixed in the relaxation so the device ends stay bulk-like.", minimum=1),
-        "inplane_repeat": Key("int_list", [1, 1], "In-plane repetition n x m of the square primitive (001) cell (side a/sqrt(2)).", length=2, minimum=1),
+        "n_cells_left": Key("int", 6, "(001) layers of primitive cells of the left material in the device (paper: 42).", minimum=1, maximum=10000),
+        "n_cells_right": Key("int", 6, "(001) layers of primitive cells of the right material in the device (paper: 42).", minimum=1, maximum=10000),
+        "buffer_cells": Key("int", 4, "Extra bulk layers outside the device on each side, held fixed in the relaxation so the device ends stay bulk-like.", minimum=1, maximum=1000),
+        "inplane_repeat": Key("int_list", [1, 1], "In-plane repetition n x m of the square primitive (001) cell (side a/sqrt(2)).", length=2, minimum=1, maximum=100),
         "lattice_constant_left_A": Key("float", 0.0, "Cubic lattice constant of the left material; 0 takes the experimental value (Cu 3.615, diamond 3.567).", unit="Å", minimum=0.0),
         "lattice_constant_right_A": Key("float", 0.0, "Cubic lattice constant of the right material; 0 takes the experimental value.", unit="Å", minimum=0.0),
         "strained_side": Key("str", "left", "Which side is strained in-plane to the other's lattice.", choices=("left", "right")),
@@ -94,7 +111,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "interface_shift_frac": Key("float_list", [], "In-plane offset of the right material's first plane from the left's last layer origin, in units of the primitive in-plane vectors. [] = the bonded registry: metal atoms on the bulk sites of the terminal diamond atoms' missing neighbours (C or N on the Cu-Cu bridge, two Cu neighbours, as in the DFT configurations); a junction of one material continues its bulk. [0.5, 0.5] on Cu/diamond is the four-fold hollow, which does not bond.", lengths=(0, 2), min_length=0),
         "n_fraction": Key("float", 0.0, "Fraction x of the terminal diamond carbon plane replaced by N (0 bare, 1 full).", minimum=0.0, maximum=1.0),
         "n_seed": Key("int", 0, "Seed for the reproducible choice of N sites when 0 < x < 1.", minimum=0),
-        "vacuum_A": Key("float", 12.0, "Vacuum added along z to the slab used for relaxation and device force constants.", unit="Å", minimum=6.0),
+        "vacuum_A": Key("float", 12.0, "Vacuum added along z to the slab used for relaxation and device force constants.", unit="Å", minimum=6.0, maximum=200.0),
     },
     "mlip": {
         "model": Key("str", "default", "MACE model: 'default' (shipped with hpc_itc), a model file path (relative to the input file), or a MACE foundation-model name where downloads work.", required=False),
@@ -104,7 +121,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
     },
     "relax": {
         "fmax_eV_A": Key("float", 0.02, "Force convergence threshold of the relaxation (paper: 0.02).", unit="eV/Å", minimum=0.0, exclusive_min=True),
-        "max_steps": Key("int", 500, "Maximum optimizer steps.", minimum=1),
+        "max_steps": Key("int", 500, "Maximum optimizer steps.", minimum=1, maximum=1000000),
         "optimizer": Key("str", "FIRE", "ASE optimizer.", choices=OPTIMIZERS),
         "lattice": Key("str", "model", "'model': relax bulk lattice constants with the MLIP before building the interface; 'input': keep the input lattice constants.", choices=("model", "input")),
         "relax_gap": Key("bool", True, "Let the gap and the device length relax: the right buffer moves rigidly along z (the left buffer stays fixed), so device layers away from the interface settle at the lead's spacing. false: both buffers fixed (a change of the gap then strains the device layers).", ),
@@ -122,27 +139,27 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "device_route": Key("str", "full", "'full': every symmetry-independent displacement of the slab; 'interface': only atoms within interface_radius_A of the interface plane, the other rows from the bulk lead force constants.", choices=("full", "interface")),
         "interface_radius_A": Key("float", 0.0, "device_route = 'interface': atoms within this z distance of the interface plane (and their symmetry images) are displaced; 0 = the MLIP's receptive field r_max x num_interactions (10 Å for the shipped model).", unit="Å", minimum=0.0),
         "batch_size": Key("int", 1, "Displaced supercells per MACE model call; 1 = plain ASE calculator. For GPUs; slower on CPU.", minimum=1, hashed=False),
-        "phonon_mesh": Key("int_list", [16, 16, 16], "Gamma-centred q mesh of the leads' phonon DOS (/force_constants/<lead>/phonons).", length=3, minimum=1),
+        "phonon_mesh": Key("int_list", [16, 16, 16], "Gamma-centred q mesh of the leads' phonon DOS (/force_constants/<lead>/phonons).", length=3, minimum=1, maximum=200),
     },
     "transport": {
-        "q_mesh": Key("int_list", [8, 8, 8], "Uniform mesh of each incident lead's primitive Brillouin zone, N1 x N2 (in-plane) x N3 (paper: 20 20 20).", length=3, minimum=1),
+        "q_mesh": Key("int_list", [8, 8, 8], "Uniform mesh of each incident lead's primitive Brillouin zone, N1 x N2 (in-plane) x N3 (paper: 20 20 20).", length=3, minimum=1, maximum=1000),
         "qz_refine": Key("int", 0, "Refinement m of q_z: incident modes on N1 x N2 x (m N3), the k_par columns unchanged. 1: the paper's mesh as given; 0: automatic, m such that the narrowest transmitting window (frequencies both leads carry) holds about 80 q_z values, which makes the two directions agree (see rectification). Applies to q_mesh_sweep too.", minimum=0, maximum=256),
         "directions": Key("str_list", list(DIRECTIONS), "Incidence directions: from the left lead, from the right lead.", choices=DIRECTIONS),
-        "temperatures_K": Key("float_list", [300.0], "Temperatures for h(T).", unit="K", minimum=0.0, exclusive_min=True),
-        "frequency_bin_THz": Key("float", 0.25, "Bin width of the spectral transmittance and cumulative conductance grids.", unit="THz", minimum=0.0, exclusive_min=True),
-        "block_size": Key("int", 4, "In-plane k points per work block (the unit of distribution and checkpointing).", minimum=1, hashed=False),
+        "temperatures_K": Key("float_list", [300.0], "Temperatures for h(T).", unit="K", minimum=0.0, exclusive_min=True, maximum=10000.0),
+        "frequency_bin_THz": Key("float", 0.25, "Bin width of the spectral transmittance and cumulative conductance grids.", unit="THz", minimum=0.001, maximum=10.0),
+        "block_size": Key("int", 4, "In-plane k points per work block (the unit of distribution and checkpointing).", minimum=1, maximum=100000, hashed=False),
         "solver": Key("str", "rgf", "Device solve: 'rgf' (block-tridiagonal elimination over principal layers) or 'dense' (one dense LU, the baseline); same results to rounding.", choices=("rgf", "dense"), hashed=False),
         "use_symmetry": Key("bool", True, "Solve only the k_par columns irreducible under the in-plane point group shared by both leads and the device (found with spglib, checked on the force constants).", hashed=False),
         "symmetry_tol": Key("float", 1e-3, "Largest relative force-constant mismatch under which an operation still counts as a symmetry.", minimum=0.0, hashed=False),
-        "path_points": Key("int", 100, "Points of the mode-resolved maps along Gamma-X-U|K-Gamma-W-K-Gamma-L of each lead (X along [001]); 0 disables.", minimum=0),
-        "caroli_samples": Key("int", 20, "(k_par, omega) points per direction where the Caroli formula Tr[Gamma_L G Gamma_R G^+] is compared with the sum of modal transmissions; 0 disables.", minimum=0),
+        "path_points": Key("int", 100, "Points of the mode-resolved maps along Gamma-X-U|K-Gamma-W-K-Gamma-L of each lead (X along [001]); 0 disables.", minimum=0, maximum=100000),
+        "caroli_samples": Key("int", 20, "(k_par, omega) points per direction where the Caroli formula Tr[Gamma_L G Gamma_R G^+] is compared with the sum of modal transmissions; 0 disables.", minimum=0, maximum=100000),
         "device_model": Key("str", "slab", "'slab': device force constants from the relaxed slab; 'left_lead': device built from the left lead's bulk force constants (validation of a junction of one material with itself: T = 1, h = radiation limit).", choices=("slab", "left_lead")),
         "q_mesh_sweep": Key("str_list", [], "Extra meshes for a convergence check, e.g. [\"10x10x10\", \"16x16x16\"]: h(T) of both directions stored under /transport/sweep/.", min_length=0),
     },
     "ldos": {
-        "q_mesh": Key("int_list", [6, 6, 6], "Uniform mesh of each lead's primitive zone whose incident modes (both leads) build the LDOS (paper Eq. 7).", length=3, minimum=1),
-        "broadening_THz": Key("float", 0.3, "Standard deviation of the Gaussian replacing the delta function.", unit="THz", minimum=0.0, exclusive_min=True),
-        "frequency_step_THz": Key("float", 0.02, "Spacing of the LDOS frequency grid.", unit="THz", minimum=0.0, exclusive_min=True),
+        "q_mesh": Key("int_list", [6, 6, 6], "Uniform mesh of each lead's primitive zone whose incident modes (both leads) build the LDOS (paper Eq. 7).", length=3, minimum=1, maximum=200),
+        "broadening_THz": Key("float", 0.3, "Standard deviation of the Gaussian replacing the delta function.", unit="THz", minimum=0.001, maximum=10.0),
+        "frequency_step_THz": Key("float", 0.02, "Spacing of the LDOS frequency grid.", unit="THz", minimum=0.0001, maximum=10.0),
         "left_layer": Key("int", -1, "Layer (layer_from_interface, negative = left material) taken as D1 of the overlap factor (paper: first Cu layer, -1).", maximum=-1),
         "right_layer": Key("int", 1, "Layer taken as D2 of the overlap factor (paper: first diamond layer, +1: C(1)+C(2) or N+C).", minimum=1),
     },
@@ -233,6 +250,7 @@ class RunConfig:
     source: Path  # the input file
     base_dir: Path  # folder that relative paths are relative to
     document: dict[str, dict[str, Any]] = field(repr=False, compare=False)
+    given_tables: frozenset[str] = field(default=frozenset(), repr=False, compare=False)  # tables the input file sets
 
     @property
     def output_path(self) -> Path:
@@ -262,6 +280,23 @@ class RunConfig:
         text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()
 
+    def stage_inputs(self, stage: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The hashed keys stage ``stage`` depends on (:data:`STAGE_INPUTS`), as {"table.key": value};
+        ``extra`` (the model fingerprint) joins them as "mlip.<name>" when the stage depends on [mlip]."""
+        out: dict[str, Any] = {}
+        for selector in STAGE_INPUTS[stage]:
+            section, _, only = selector.partition(".")
+            for name, spec in SCHEMA[section].items():
+                if spec.hashed and (not only or name == only):
+                    out[f"{section}.{name}"] = self.document[section][name]
+            if section == "mlip" and extra:
+                out.update({f"mlip.{k}": v for k, v in extra.items()})
+        return out
+
+    def stage_sha256(self, stage: str, extra: dict[str, Any] | None = None) -> str:
+        """Hash of :meth:`stage_inputs` (stored on the stage group and in its checkpoints)."""
+        return inputs_sha256(self.stage_inputs(stage, extra))
+
     def to_toml(self) -> str:
         """The normalised input as TOML text (stored in the results file)."""
         import tomli_w
@@ -274,6 +309,30 @@ class RunConfig:
         return value if value > 0 else DEFAULT_LATTICE_A[getattr(self.structure, f"{side}_material")]
 
 
+def inputs_sha256(inputs: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(inputs, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def _schema_default(dotted: str) -> Any:
+    section, _, name = dotted.partition(".")
+    spec = SCHEMA.get(section, {}).get(name)
+    return "<absent>" if spec is None else spec.default
+
+
+def differing_keys(stored: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """"key (file X, input Y)" for every key whose value differs between two :meth:`RunConfig.stage_inputs`.
+
+    A key the stored record lacks (the file predates the key) counts as its schema default: a newer
+    hpc_itc's key at its default value does not invalidate a stage an older one wrote."""
+    out = []
+    for key in sorted(set(stored) | set(current)):
+        a, b = stored.get(key, _schema_default(key)), current.get(key, "<absent>")
+        if a != b:
+            short = lambda v: (str(v)[:16] + "...") if len(str(v)) > 19 else str(v)  # noqa: E731 - sha256s are long
+            out.append(f"{key} (file {short(a)}, input {short(b)})")
+    return out
+
+
 def resolve_path(base: Path, value: str) -> Path:
     """``value`` as a path; relative paths are relative to ``base`` (the input file's folder)."""
     p = Path(value).expanduser()
@@ -283,15 +342,20 @@ def resolve_path(base: Path, value: str) -> Path:
 def read_toml(path: str | Path, what: str = "a TOML input file") -> dict[str, Any]:
     """Parse a TOML file; a missing, unreadable or malformed file is a one-line InputError."""
     path = Path(path)
-    if not path.is_file():
-        raise InputError("input", f"file '{path}' not found; give the path of {what}")
     try:
+        if not path.is_file():
+            raise InputError("input", f"file '{str(path)[:200]}' not found; give the path of {what}")
+        size = path.stat().st_size
+        if size > MAX_INPUT_BYTES:
+            raise InputError("input", f"'{path}' is {size / 1e6:.1f} MB; allowed: {what} of at most {MAX_INPUT_BYTES // 1000} kB")
         with path.open("rb") as fh:
             return tomllib.load(fh)
     except tomllib.TOMLDecodeError as exc:
         raise InputError("input", f"'{path}' is not valid TOML ({exc})") from None
+    except RecursionError:
+        raise InputError("input", f"'{path}' nests arrays or tables too deeply for TOML to read; allowed: {what}") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise InputError("input", f"cannot read '{path}' ({exc.__class__.__name__})") from None
+        raise InputError("input", f"cannot read '{str(path)[:200]}' ({exc.__class__.__name__}: {getattr(exc, 'strerror', None) or exc})") from None
 
 
 def load(path: str | Path) -> RunConfig:
@@ -307,7 +371,8 @@ def validate(raw: dict[str, Any], source: Path | None = None, base_dir: Path | N
     base = base_dir or Path.cwd()
     _cross_checks(data, base)
     tables = {section: _typed(section, values) for section, values in data.items()}
-    return RunConfig(**tables, source=source or Path("<memory>"), base_dir=base, document=data)
+    given = frozenset(k for k in raw if isinstance(raw.get(k), dict)) if isinstance(raw, dict) else frozenset()
+    return RunConfig(**tables, source=source or Path("<memory>"), base_dir=base, document=data, given_tables=given)
 
 
 def check_tables(raw: Any, schema: dict[str, dict[str, Key]], sub_tables: dict[str, set[str]] | None = None) -> dict[str, dict[str, Any]]:
@@ -378,8 +443,13 @@ def _check_scalar(dotted: str, spec: Key, kind: str, value: Any, bad: Callable[[
     if kind in ("str", "path"):
         if not isinstance(value, str) or not value.strip():
             raise bad()
+        if len(value) > MAX_STRING_CHARS or not value.isprintable():
+            raise InputError(dotted, f"got a string of {len(value)} characters{'' if value.isprintable() else ' with control characters (newline, tab, ...)'}; "
+                                     f"allowed: {spec.allowed()} of one line, at most {MAX_STRING_CHARS} characters")
         if spec.choices and value not in spec.choices:
             raise bad()
+        if kind == "path":
+            check_path_name(dotted, value)
         return value
     if isinstance(value, bool):
         raise bad()
@@ -398,6 +468,13 @@ def _check_scalar(dotted: str, spec: Key, kind: str, value: Any, bad: Callable[[
     if spec.maximum is not None and value > spec.maximum:
         raise bad()
     return value
+
+
+def check_path_name(dotted: str, value: str) -> None:
+    """InputError when a path could not be a file name here (a component over NAME_MAX bytes)."""
+    longest = max((len(part.encode()) for part in Path(value).parts), default=0)
+    if longest > MAX_NAME_BYTES:
+        raise InputError(dotted, f"has a path component of {longest} bytes; allowed: file and folder names of at most {MAX_NAME_BYTES} bytes")
 
 
 def _cross_checks(data: dict[str, dict[str, Any]], base: Path) -> None:
@@ -430,6 +507,9 @@ def _cross_checks(data: dict[str, dict[str, Any]], base: Path) -> None:
     if order != stages:
         raise InputError("run.stages", f"got {stages!r}; list stages in pipeline order: {', '.join(STAGES)}")
     model = data["mlip"]["model"]
+    check_path_name("mlip.model", model)
+    if data["cohp"]["lobster_dir"]:
+        check_path_name("cohp.lobster_dir", data["cohp"]["lobster_dir"])
     looks_like_path = model.endswith((".model", ".pt", ".pth")) or "/" in model or "\\" in model
     if looks_like_path and not resolve_path(base, model).is_file():
         raise InputError("mlip.model", f"model file '{model}' not found (relative paths are relative to the input file's folder); allowed: 'default', an existing MACE model file, or a foundation-model name")
@@ -448,7 +528,11 @@ def schema_markdown() -> str:
         "hpc_itc reads one TOML file (`python -m hpc_itc INPUT.toml`). Every key is optional",
         "and has the default shown. Unknown keys and tables are errors. Keys marked",
         "*not hashed* do not change the physics: a results file can be resumed after",
-        "changing them; changing any other key makes hpc_itc refuse to reuse the file.",
+        "changing them. Any other key belongs to the stages that depend on it (structure <",
+        "relax (+ [mlip], the model file) < force_constants < transport; ldos takes",
+        "transport.device_model): a finished stage is reused while its keys agree with the",
+        "input, and a file whose finished stage was made with other values is refused,",
+        "naming the keys (docs/results.md).",
         "This page is generated from `hpc_itc/config.py` by `python -m hpc_itc schema`.",
         "",
     ]

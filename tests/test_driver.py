@@ -113,7 +113,7 @@ def test_inspect_unfinished_run_says_what_is_missing(tmp_path, capsys):
     assert main([str(path)]) == 0
     from hpc_itc.store.file import ResultsFile
 
-    ResultsFile(tmp_path / "part.h5").save_task("force_constants", "device", 0, forces=[[0.0, 0.0, 0.0]])
+    ResultsFile(tmp_path / "part.h5").checkpoints("force_constants").save("device", 0, {}, forces=[[0.0, 0.0, 0.0]])
     s = summary(tmp_path / "part.h5")
     assert s["stages_complete"] == ["structure"]
     assert s["stages_missing"] == []  # the input asked for structure only

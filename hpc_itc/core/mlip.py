@@ -173,9 +173,83 @@ def _looks_like_plain_pickle(path: str) -> bool:
         return False
 
 
+# What a MACE model file's pickle may name (module prefixes, or exact names).  A pickle runs what it names
+# while it is read, so a name outside these is refused before torch.load sees the file.  This stops
+# accidents and plain payloads (os.system, builtins.exec, subprocess); it is not a sandbox: torch itself
+# holds callables that run code (torch.fx rebuilds GraphModules from source), so a model file must be
+# trusted like code (README, docs/models.md).
+_PICKLE_MODULES = ("torch", "e3nn", "mace", "numpy", "collections", "opt_einsum_fx", "_codecs", "copyreg")
+_PICKLE_BUILTINS = {"set", "frozenset", "slice", "complex", "range", "list", "dict", "tuple", "int", "float", "bool", "str", "bytes",
+                    "bytearray", "object", "NotImplemented", "Ellipsis"}
+_STRING_OPS = {"SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE", "SHORT_BINSTRING", "BINSTRING", "STRING"}
+
+
+def pickle_globals(data: bytes) -> list[str]:
+    """"module.name" of every global a pickle refers to, read with pickletools (nothing is executed)."""
+    import pickletools
+
+    names, strings, memo = [], [], {}
+    for op, arg, _ in pickletools.genops(data):
+        if op.name == "GLOBAL":
+            module, _, name = str(arg).partition(" ")
+            names.append(f"{module}.{name}")
+        elif op.name == "INST":
+            module, _, name = str(arg).partition(" ")
+            names.append(f"{module}.{name}")
+        elif op.name in _STRING_OPS:
+            strings.append(str(arg))
+        elif op.name in ("BINGET", "LONG_BINGET", "GET"):
+            strings.append(memo.get(arg))
+        elif op.name in ("BINPUT", "LONG_BINPUT", "PUT"):
+            memo[arg] = strings[-1] if strings else None
+        elif op.name == "MEMOIZE":
+            memo[len(memo)] = strings[-1] if strings else None
+        elif op.name == "STACK_GLOBAL":
+            module, name = (strings[-2], strings[-1]) if len(strings) >= 2 else (None, None)
+            names.append(f"{module}.{name}" if isinstance(module, str) and isinstance(name, str) else "<unresolved>")
+    return names
+
+
+def _allowed_global(name: str) -> bool:
+    module, _, attr = name.rpartition(".")
+    if module in ("builtins", "__builtin__"):
+        return attr in _PICKLE_BUILTINS
+    return any(module == m or module.startswith(m + ".") for m in _PICKLE_MODULES)
+
+
+def scan_model_file(path: str) -> None:
+    """InvalidInput when the file's pickles name anything a MACE model never needs (checked without unpickling)."""
+    import zipfile
+
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as z:
+                pickles = [z.read(n) for n in z.namelist() if n.endswith(".pkl")]
+        else:  # a plain pickle, or torch's legacy format (several pickles in a row): read the first
+            with open(path, "rb") as fh:
+                pickles = [fh.read(50_000_000)]
+    except (OSError, zipfile.BadZipFile, RuntimeError) as exc:
+        raise InvalidInput("model", f"cannot read '{path}' ({type(exc).__name__}); must be {_ALLOWED_MODELS}") from None
+    if not pickles:
+        raise InvalidInput("model", f"'{path}' holds no pickled object; must be {_ALLOWED_MODELS}")
+    for data in pickles:
+        try:
+            names = pickle_globals(data)
+        except Exception:  # noqa: BLE001 - pickletools stops at the first byte that is not an opcode
+            if not zipfile.is_zipfile(path):
+                names = []  # legacy torch files carry raw storage bytes after the pickles; the first object was read
+            else:
+                raise InvalidInput("model", f"'{path}' holds a damaged pickle; must be {_ALLOWED_MODELS}") from None
+        refused = sorted({n for n in names if not _allowed_global(n)})
+        if refused:
+            raise InvalidInput("model", f"'{path}' would run {', '.join(refused[:3])} when loaded, which no MACE model does; "
+                                        f"not loaded (model files run code: use only files you trust); must be {_ALLOWED_MODELS}")
+
+
 def _torch_load(path: str) -> Any:
     import torch
 
+    scan_model_file(path)
     try:
         return torch.load(path, map_location="cpu", weights_only=False)
     except InvalidInput:

@@ -20,6 +20,7 @@ from hpc_itc.errors import keyed
 from hpc_itc.parallel import ranks_on_node
 from hpc_itc.stages.collective import Collective
 from hpc_itc.store import rows as h5rows
+from hpc_itc.store.checkpoints import StageCheckpoints
 from hpc_itc.store.file import ResultsFile, StageTimer
 from hpc_itc.store.h5 import now
 
@@ -61,7 +62,7 @@ class Context(Collective):
         if "relaxed" not in self._read:
             from hpc_itc.store.relax import read_relaxed
 
-            with self.results.open() as f:
+            with self.results.verified("structure", "relax") as f:
                 self._read["relaxed"] = read_relaxed(f, self.spec)
         return self._read["relaxed"]
 
@@ -70,7 +71,7 @@ class Context(Collective):
         if "force_constants" not in self._read:
             from hpc_itc.store.force_constants import read_ifcs
 
-            with self.results.open() as f:
+            with self.results.verified("force_constants") as f:
                 self._read["force_constants"] = read_ifcs(f, self.cfg.force_constants.symprec)
         return self._read["force_constants"]
 
@@ -80,9 +81,15 @@ class Context(Collective):
             self._read[name] = make()
         return self._read[name]
 
-    def finished_tasks(self, stage: str, parts) -> dict[str, set[int]]:
-        """Checkpointed task ids per part, as rank 0 sees them (every rank must deal from the same list)."""
-        return self.on_root(lambda: {p: self.results.finished_tasks(stage, p) for p in parts})
+    def checkpoints(self, stage: str) -> StageCheckpoints:
+        """The task checkpoints of ``stage`` for this run's inputs (save, load, rows)."""
+        return self.results.checkpoints(stage)
+
+    def resume(self, stage: str, expected: dict[str, dict[int, Any]]) -> dict[str, set[int]]:
+        """Task ids per part whose checkpoints this run can reuse, as rank 0 verified them (every rank
+        deals from the same list); ``expected`` = part -> {task_id: definition} of every planned task.
+        Foreign, stale, corrupt or unreadable files are removed and recomputed, with one warning."""
+        return self.on_root(lambda: self.checkpoints(stage).verified(expected, _log.warning))
 
     def write_stage(self, stage: str, make_writer: Callable[[], Callable], timer: StageTimer | float) -> None:
         """Collective: write stage group ``stage`` atomically; ``make_writer`` runs on rank 0 only.

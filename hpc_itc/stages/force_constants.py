@@ -44,35 +44,16 @@ def plans(ctx: Context) -> list[PartPlan]:
         return plans_for(ctx.relaxed(), ctx.cfg.force_constants, ctx.cfg.model)
 
 
-def _checkpointed(ctx: Context, plans: list[PartPlan]) -> dict[str, set[int]]:
-    """Finished tasks per part as rank 0 sees them; a checkpoint of another displacement is discarded."""
-
-    def scan() -> dict[str, set[int]]:
-        done = {}
-        for plan in plans:
-            ids = ctx.results.finished_tasks(STAGE, plan.name)
-            good = set()
-            for k in sorted(ids):
-                path = ctx.results.checkpoint_dir(STAGE, plan.name) / f"task_{k:08d}.npz"
-                ok = k < plan.n_displacements
-                if ok:
-                    try:
-                        with np.load(path) as data:
-                            if "displacement" in data.files:
-                                d = plan.phonon.displacements[k]
-                                ok = int(data["displaced_atom"]) == int(d[0]) and np.allclose(data["displacement"], d[1:4], rtol=0, atol=1e-12)
-                            ok = ok and data["forces"].shape == (len(plan.phonon.supercell), 3)
-                    except Exception:  # noqa: BLE001 - unreadable: compute again
-                        ok = False
-                if ok:
-                    good.add(k)
-                else:
-                    _log.warning("%s: checkpoint %s does not belong to this displacement set; it is recomputed", plan.name, path.name)
-                    path.unlink(missing_ok=True)
-            done[plan.name] = good
-        return done
-
-    return ctx.on_root(scan)
+def definitions(plans: list[PartPlan]) -> dict[str, dict[int, dict]]:
+    """part -> {task: what it evaluates}: the displaced atom and vector of phonopy's displacement, on a
+    supercell of so many atoms (a checkpoint of another displacement is not reused)."""
+    out: dict[str, dict[int, dict]] = {}
+    for plan in plans:
+        n_atoms = len(plan.phonon.supercell)
+        out[plan.name] = {k: {"atom": int(plan.phonon.displacements[k][0]),
+                              "displacement_A": np.round(np.asarray(plan.phonon.displacements[k][1:4], float), 9).tolist(),
+                              "supercell_atoms": n_atoms} for k in plan.task_ids}
+    return out
 
 
 def run(ctx: Context) -> None:
@@ -82,7 +63,8 @@ def run(ctx: Context) -> None:
     part_plans = plans(ctx)
     calc = ctx.calculator()
     total = sum(p.n_force_evaluations for p in part_plans)
-    done_before = _checkpointed(ctx, part_plans)
+    expected = definitions(part_plans)
+    done_before = ctx.resume(STAGE, expected)
     todo = [(p, t) for p in part_plans for t in p.task_ids if t not in done_before[p.name]]
     if ctx.is_root:
         _log.info("force constants: %d displaced supercells (%s), %d already checkpointed, %d to evaluate, %d ranks, batch size %d",
@@ -98,6 +80,7 @@ def run(ctx: Context) -> None:
     def my_tasks() -> None:
         nonlocal evaluated
         mine = [todo[k] for k in my_share(range(len(todo)), ctx.comm)]
+        checkpoints = ctx.checkpoints(STAGE)
         progress.total = len(mine)
         step = opts.batch_size
         for start in range(0, len(mine), step):
@@ -105,8 +88,8 @@ def run(ctx: Context) -> None:
             forces = evaluate_forces(calc, [displaced_atoms(plan.phonon, task) for plan, task in chunk], step)
             for (plan, task), f in zip(chunk, forces):
                 d = plan.phonon.displacements[task]
-                ctx.results.save_task(STAGE, plan.name, task, forces=f, displaced_atom=np.int64(d[0]),
-                                      displacement=np.array(d[1:4], float))
+                checkpoints.save(plan.name, task, expected[plan.name][task], forces=f, displaced_atom=np.int64(d[0]),
+                                 displacement=np.array(d[1:4], float))
                 evaluated += 1
                 _log.debug("evaluated %s displacement %d", plan.name, task)
             progress.update(len(chunk))
@@ -126,7 +109,8 @@ def _force_rows(ctx: Context, plan: PartPlan, forces: np.ndarray) -> list:
     if ctx.writer_mode() == "root":
         return [MemoryRows(forces)]
     computed = set(plan.task_ids)
-    return [ctx.results.checkpoint_rows(STAGE, plan.name, k, "forces", one_row=True) if k in computed else MemoryRows(forces[k : k + 1])
+    checkpoints = ctx.checkpoints(STAGE)
+    return [checkpoints.rows(plan.name, k, "forces", one_row=True) if k in computed else MemoryRows(forces[k : k + 1])
             for k in range(plan.n_displacements)]
 
 
@@ -138,7 +122,7 @@ def _summed(ctx: Context, het, part_plans: list[PartPlan]):
     phonons = {}
     records = []
     for plan in part_plans:  # leads first: the interface route's device needs their force constants
-        computed = {t: ctx.results.load_task(STAGE, plan.name, t)["forces"] for t in plan.task_ids}
+        computed = {t: ctx.checkpoints(STAGE).load(plan.name, t)["forces"] for t in plan.task_ids}
         forces = part_forces(plan, computed, het, lead_ifcs)
         sums = produce(plan.phonon, forces)
         ifc = real_space_ifc(plan.phonon, plan.unitcell)

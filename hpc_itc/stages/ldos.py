@@ -32,7 +32,10 @@ def run(ctx: Context) -> None:
     mesh = tuple(cfg.ldos.q_mesh)
     system = interface_system(ctx)
     all_tasks = tasks(cfg)
-    done = ctx.finished_tasks(STAGE, INCIDENT_DIRECTIONS)
+    expected: dict[str, dict[int, dict]] = {d: {} for d in INCIDENT_DIRECTIONS}
+    for direction, block, cols in all_tasks:
+        expected[direction][block] = {"mesh": list(mesh), "columns": [list(map(int, c)) for c in cols]}
+    done = ctx.resume(STAGE, expected)
     todo = [t for t in all_tasks if t[1] not in done[t[0]]]
     if ctx.is_root:
         _log.info("ldos: mesh %s of both leads, %d blocks, %d to do", mesh, len(all_tasks), len(todo))
@@ -40,9 +43,10 @@ def run(ctx: Context) -> None:
     progress = logmod.Progress(_log, "ldos blocks (rank 0 share)", len(mine), cfg.run.progress_seconds)
 
     def my_tasks() -> None:
+        checkpoints = ctx.checkpoints(STAGE)
         for direction, block, cols in mine:
             parts = [scattering_amplitudes(system, direction, mesh, i, j) for i, j in cols]
-            ctx.results.save_task(STAGE, direction, block, frequency=np.concatenate([p["frequency"] for p in parts]),
+            checkpoints.save(direction, block, expected[direction][block], frequency=np.concatenate([p["frequency"] for p in parts]),
                                   weight=np.concatenate([p["weight"] for p in parts]))
             progress.update()
 
@@ -58,8 +62,9 @@ def _summed(ctx: Context, all_tasks):
     """
     settings = ctx.cfg.ldos
     freqs, weights = [], []
+    checkpoints = ctx.checkpoints(STAGE)
     for direction, block, _ in all_tasks:
-        data = ctx.results.load_task(STAGE, direction, block)
+        data = checkpoints.load(direction, block)
         freqs.append(data["frequency"])
         weights.append(data["weight"])
     grid, ldos = device_ldos(np.concatenate(freqs), np.concatenate(weights), int(np.prod(settings.q_mesh)),

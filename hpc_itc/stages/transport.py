@@ -114,6 +114,17 @@ def plan(settings: TransportSettings, meshes: SampledMeshes, reds: dict, paths: 
     return tasks
 
 
+def definition(task: Task, reds: dict, paths: dict) -> dict:
+    """What a task computes, for its checkpoint's identity: the k_par columns it solves (or the path
+    points), on which mesh, from which lead.  A checkpoint of another definition is not reused."""
+    if task.kind == "path":
+        points = np.round(np.asarray(paths[task.direction][0])[list(task.items)], 9).tolist()
+        return {"kind": "path", "direction": task.direction, "points": points}
+    red = reds[(task.mesh, task.direction)]
+    columns = np.asarray(red.representatives)[list(task.items)].tolist()
+    return {"kind": "mesh", "direction": task.direction, "mesh": list(task.mesh), "columns": columns, "n_ops": red.n_ops_used}
+
+
 def run_task(system: InterfaceSystem, task: Task, solver: str, reds: dict, paths: dict) -> dict[str, np.ndarray]:
     """The checkpoint arrays of one task."""
     if task.kind == "path":
@@ -140,8 +151,10 @@ def run(ctx: Context) -> None:
     reds = reductions(system, symmetry, meshes.all, t.directions)
     paths = lead_paths(system, t.directions, t.path_points)
     tasks = plan(t, meshes, reds, paths)
-    parts = sorted({task.part for task in tasks})
-    done = ctx.finished_tasks(STAGE, parts)
+    expected: dict[str, dict[int, dict]] = {}
+    for task in tasks:
+        expected.setdefault(task.part, {})[task.task_id] = definition(task, reds, paths)
+    done = ctx.resume(STAGE, expected)
     todo = [task for task in tasks if task.task_id not in done[task.part]]
     if ctx.is_root:
         main = reds[(meshes.main, t.directions[0])] if t.directions else None
@@ -164,8 +177,9 @@ def run(ctx: Context) -> None:
 
     def my_tasks() -> None:
         with threadpool_limits(limits=blas_threads):
+            checkpoints = ctx.checkpoints(STAGE)
             for task in mine:
-                ctx.results.save_task(STAGE, task.part, task.task_id, **run_task(system, task, t.solver, reds, paths))
+                checkpoints.save(task.part, task.task_id, expected[task.part][task.task_id], **run_task(system, task, t.solver, reds, paths))
                 progress.update()
 
     ctx.run_share(my_tasks)
@@ -178,7 +192,8 @@ def run(ctx: Context) -> None:
 def _gather(ctx: Context, tasks, kind: str, direction: str, mesh=None) -> dict[str, np.ndarray]:
     mine = [t for t in tasks if t.kind == kind and t.direction == direction and (mesh is None or t.mesh == mesh)]
     mine.sort(key=lambda t: t.task_id)
-    parts = [ctx.results.load_task(STAGE, t.part, t.task_id) for t in mine]
+    checkpoints = ctx.checkpoints(STAGE)
+    parts = [checkpoints.load(t.part, t.task_id) for t in mine]
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]} if parts else {}
 
 
@@ -193,7 +208,7 @@ def _mode_rows(ctx: Context, tasks, direction: str, mesh, gathered: dict):
     def rows(key: str, transform=None) -> list:
         if ctx.writer_mode() == "root":
             return [MemoryRows(gathered[key] if transform is None else transform(gathered[key]))]
-        return [ctx.results.checkpoint_rows(STAGE, t.part, t.task_id, key, transform=transform) for t in mine]
+        return [ctx.checkpoints(STAGE).rows(t.part, t.task_id, key, transform=transform) for t in mine]
 
     return rows
 

@@ -12,10 +12,16 @@ or the new file, never a half-written one.  Work inside a long stage is
 checkpointed in a sidecar folder ``<output>.ckpt/<stage>/`` as one small file per
 finished task (also written by rename), so killed jobs lose nothing; the sidecar
 is folded into the stage group and removed when the stage completes.
+
+Identity: each stage group carries the hash of the inputs it depends on (``input_sha256``, with the
+keys themselves in ``inputs``) and a checksum of its content (``content_sha256``,
+:func:`hpc_itc.store.h5.seal_group`); each checkpoint carries its own identity
+(:mod:`hpc_itc.store.checkpoints`).  A finished stage from other inputs is refused, naming the keys.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import time
@@ -24,22 +30,29 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import h5py
-import numpy as np
+import tomllib
 
 from hpc_itc import __version__
+from hpc_itc.config import STAGE_INPUTS, STAGES, differing_keys, inputs_sha256
 from hpc_itc.errors import InputError, ResultsMismatchError
-from hpc_itc.store.h5 import fsync, now
-from hpc_itc.store.rows import CheckpointRows
+from hpc_itc.store.checkpoints import StageCheckpoints
+from hpc_itc.store.h5 import fsync, group_complete, now, seal_group, verify_group
 
 os.environ.setdefault("HDF5_USE_FILE_LOCKING", "FALSE")
 
 
 class ResultsFile:
     """Access to one results file; stage groups are written by :meth:`write_stage` (rank 0) or, under MPI,
-    by :meth:`hpc_itc.stages.context.Context.write_stage` (every rank, MPI-IO where h5py has it)."""
+    by :meth:`hpc_itc.stages.context.Context.write_stage` (every rank, MPI-IO where h5py has it).
 
-    def __init__(self, path: str | Path):
+    ``stage_inputs``: stage -> the input keys it depends on and their values
+    (:meth:`hpc_itc.config.RunConfig.stage_inputs`), set by the driver on every rank; stored on each
+    stage group written (attrs ``input_sha256``, ``inputs``) and in its checkpoints.
+    """
+
+    def __init__(self, path: str | Path, stage_inputs: dict[str, dict[str, Any]] | None = None):
         self.path = Path(path)
+        self.stage_inputs: dict[str, dict[str, Any]] = dict(stage_inputs or {})
 
     # ---- creation and identity -------------------------------------------------
     def exists(self) -> bool:
@@ -51,21 +64,44 @@ class ResultsFile:
         with self.open() as f:
             return f.attrs.get("input_sha256")
 
-    def check_or_create(self, input_sha256: str, input_toml: str) -> None:
-        """Refuse a file from another input; create a new file otherwise (rank 0 only)."""
+    def stage_sha256(self, stage: str) -> str:
+        return inputs_sha256(self.stage_inputs.get(stage, {}))
+
+    def check_or_create(self, input_sha256: str, input_toml: str) -> list[str]:
+        """Refuse a file holding a stage made from other inputs; create a new file otherwise (rank 0 only).
+
+        A finished stage is compatible when the keys it depends on (``stage_inputs``) agree with this
+        input's; keys of later stages may differ (then the file's root attributes ``input_sha256`` and
+        ``input_toml`` move to this input).  Also removes what killed runs left behind (stage copies,
+        checkpoint folders of finished stages).  Returns log lines saying what was done.
+        """
+        notes: list[str] = []
         if self.exists():
             try:
-                found = self.input_sha256()
+                with self.open() as f:
+                    found = f.attrs.get("input_sha256")
+                    mismatch = self._first_mismatch(f, input_sha256)
+                    complete = [name for name in STAGES if group_complete(f, name)]
             except OSError:
                 raise InputError("run.output", f"'{self.path}' exists but is not a readable HDF5 file; move it away or choose another run.output") from None
-            if found != input_sha256:
+            if mismatch is not None:
+                stage, keys = mismatch
                 raise ResultsMismatchError(
                     "run.output",
-                    f"'{self.path}' was written from a different input (sha256 {str(found)[:12]}..., this input {input_sha256[:12]}...); "
-                    "choose another run.output or remove the file",
+                    f"'{self.path}' holds stage {stage} computed from other inputs ({'; '.join(keys)}); "
+                    "choose another run.output or move the file away",
                 )
-            self.remove_stale_copies()
-            return
+            for p in self.remove_stale_copies():
+                notes.append(f"removed {p.name}, a stage copy left by a killed run")
+            for stage in complete:  # a run killed while clearing them leaves these behind
+                if self.checkpoint_dir(stage).exists():
+                    self.clear_checkpoints(stage)
+                    notes.append(f"removed the leftover checkpoints of finished stage {stage}")
+            if found != input_sha256:
+                self._set_root_input(input_sha256, input_toml)
+                notes.append(f"input changed only in keys no finished stage depends on (sha256 {str(found)[:12]}... -> {input_sha256[:12]}...); "
+                             f"finished stages {', '.join(complete) or '(none)'} are kept")
+            return notes
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.tmp_path()
         with h5py.File(tmp, "w") as f:
@@ -73,6 +109,53 @@ class ResultsFile:
             f.attrs["input_toml"] = input_toml
             f.attrs["hpc_itc_version"] = __version__
             f.attrs["created"] = now()
+        os.replace(tmp, self.path)
+        return notes
+
+    def _first_mismatch(self, f: h5py.File, input_sha256: str) -> tuple[str, list[str]] | None:
+        """(stage, differing keys) of the first finished stage made from other inputs, or None."""
+        for stage, current in self.stage_inputs.items():
+            if not group_complete(f, stage) or stage not in STAGE_INPUTS or not STAGE_INPUTS[stage]:
+                continue
+            g = f[stage]
+            if "input_sha256" in g.attrs:
+                if str(g.attrs["input_sha256"]) == inputs_sha256(current):
+                    continue
+                try:
+                    stored = json.loads(str(g.attrs.get("inputs", "{}")))
+                except ValueError:
+                    return stage, ["the stage's record of its inputs is unreadable"]
+                keys = differing_keys(stored, current)
+                if not keys:  # only keys newer than the file, at their defaults
+                    continue
+                return stage, keys
+            # written before stage hashes: only the whole input's hash is known
+            if f.attrs.get("input_sha256") == input_sha256:
+                continue
+            try:
+                doc = tomllib.loads(str(f.attrs.get("input_toml", "")))
+            except tomllib.TOMLDecodeError:
+                doc = {}
+            stored = {k: doc.get(k.split(".")[0], {}).get(k.split(".")[1]) for k in current if not k.startswith("mlip.model_")}
+            stored = {k: v for k, v in stored.items() if v is not None}
+            keys = differing_keys(stored, {k: v for k, v in current.items() if not k.startswith("mlip.model_")})
+            if not keys and "mlip" not in STAGE_INPUTS[stage]:
+                continue
+            return stage, keys or ["perhaps only the model file or a later stage's key: the file was written before stage hashes, "
+                                   "so only a change of the whole input shows"]
+        return None
+
+    def _set_root_input(self, input_sha256: str, input_toml: str) -> None:
+        tmp = self.tmp_path()
+        shutil.copyfile(self.path, tmp)
+        try:
+            with h5py.File(tmp, "a") as f:
+                f.attrs["input_sha256"] = input_sha256
+                f.attrs["input_toml"] = input_toml
+            fsync(tmp)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
         os.replace(tmp, self.path)
 
     # ---- reading ---------------------------------------------------------------
@@ -89,6 +172,20 @@ class ResultsFile:
 
     def is_complete(self, stage: str) -> bool:
         return stage in self.stages_complete()
+
+    @contextmanager
+    def verified(self, *stages: str) -> Iterator[h5py.File]:
+        """The file open for reading, after checking the checksums of ``stages``: a stage whose data
+        changed, or that cannot be read, is a :class:`CorruptResultsError` naming it."""
+        with self.open() as f:
+            for stage in stages:
+                problem = verify_group(f, stage)
+                if problem is not None and not problem.startswith("unverified"):
+                    raise CorruptResultsError(self.path, stage, problem)
+            try:
+                yield f
+            except (OSError, KeyError, RuntimeError) as exc:  # damaged in a way the checksum walk did not meet
+                raise CorruptResultsError(self.path, ",".join(stages) or "?", f"unreadable ({type(exc).__name__}: {str(exc)[:80]})") from None
 
     # ---- writing ---------------------------------------------------------------
     def write_stage(self, stage: str, writer: Callable[[h5py.Group], None], wall_seconds: "float | StageTimer") -> None:
@@ -111,6 +208,7 @@ class ResultsFile:
                 group.attrs["wall_seconds"] = float(seconds)
                 group.attrs["finished"] = now()
                 group.attrs["complete"] = True
+                self.seal(group)
                 f.flush()
             fsync(tmp)
         except BaseException:
@@ -119,10 +217,18 @@ class ResultsFile:
         os.replace(tmp, self.path)
         self.clear_checkpoints(stage)
 
+    def seal(self, group: h5py.Group) -> None:
+        """The stage's input identity and checksum, written last before the rename."""
+        stage = group.name.strip("/")
+        if stage in self.stage_inputs:
+            group.attrs["input_sha256"] = self.stage_sha256(stage)
+            group.attrs["inputs"] = json.dumps(self.stage_inputs[stage], sort_keys=True)
+        seal_group(group)
+
     def remove_stale_copies(self) -> list[Path]:
         """Delete stage copies left by a run killed while writing (the file itself is intact: the rename never happened).
 
-        Called by rank 0 when a run starts on an existing file; two runs never share one results file.
+        Called by rank 0 when a run starts on an existing file, holding the file's lock (:mod:`hpc_itc.store.lock`).
         """
         stale = sorted(self.path.parent.glob(f".{self.path.name}.tmp*"))
         for p in stale:
@@ -138,36 +244,9 @@ class ResultsFile:
         base = self.path.with_name(self.path.name + ".ckpt") / stage
         return base / part if part else base
 
-    def save_task(self, stage: str, part: str, task_id: int, **arrays: Any) -> None:
-        """Checkpoint one finished task (any rank; one file per task, written by rename)."""
-        folder = self.checkpoint_dir(stage, part)
-        folder.mkdir(parents=True, exist_ok=True)
-        final = folder / f"task_{task_id:08d}.npz"
-        tmp = folder / f".task_{task_id:08d}.{os.getpid()}.tmp.npz"
-        np.savez(tmp, **arrays)
-        fsync(tmp)
-        os.replace(tmp, final)
-
-    def finished_tasks(self, stage: str, part: str) -> set[int]:
-        folder = self.checkpoint_dir(stage, part)
-        if not folder.is_dir():
-            return set()
-        done = set()
-        for p in folder.glob("task_*.npz"):
-            try:
-                done.add(int(p.stem.split("_")[1]))
-            except (IndexError, ValueError):
-                continue
-        return done
-
-    def checkpoint_rows(self, stage: str, part: str, task_id: int, key: str, one_row: bool = False,
-                        transform: Callable[[np.ndarray], np.ndarray] | None = None):
-        """Rows of a per-row table from one checkpoint (see :func:`hpc_itc.h5io.write_rows`)."""
-        return CheckpointRows(str(self.checkpoint_dir(stage, part) / f"task_{task_id:08d}.npz"), key, one_row, transform)
-
-    def load_task(self, stage: str, part: str, task_id: int) -> dict[str, np.ndarray]:
-        with np.load(self.checkpoint_dir(stage, part) / f"task_{task_id:08d}.npz") as data:
-            return {k: data[k] for k in data.files}
+    def checkpoints(self, stage: str) -> StageCheckpoints:
+        """The task checkpoints of ``stage`` for this run's inputs (:mod:`hpc_itc.store.checkpoints`)."""
+        return StageCheckpoints(self.checkpoint_dir(stage), stage, self.stage_sha256(stage))
 
     def clear_checkpoints(self, stage: str) -> None:
         folder = self.checkpoint_dir(stage)
@@ -178,15 +257,62 @@ class ResultsFile:
             root.rmdir()
 
 
-def open_for_reading(path: str | Path, key: str = "result") -> h5py.File:
-    """Open a results file read-only; a missing or unreadable file is an InputError naming ``key``."""
+class CorruptResultsError(InputError):
+    """A stage group of a results file does not match its checksum or cannot be read."""
+
+    def __init__(self, path: Path, stage: str, problem: str, key: str = "run.output"):
+        super().__init__(key, f"'{path}' is corrupt: stage {stage} {problem}; move the file away and rerun "
+                              "(or restore it from a copy)")
+        self.stage = stage
+
+
+def open_for_reading(path: str | Path, key: str = "result", verify: bool = True) -> h5py.File:
+    """Open a results file read-only; a missing or unreadable file is an InputError naming ``key``.
+
+    ``verify``: every finished stage is checked against its checksum first; a stage that fails (or
+    cannot be read) is a :class:`CorruptResultsError` naming it, so tools never read damaged data as good.
+    """
     path = Path(path)
     if not path.is_file():
         raise InputError(key, f"'{path}' not found; give a results file written by hpc_itc")
     try:
-        return h5py.File(path, "r")
+        f = h5py.File(path, "r")
     except OSError:
         raise InputError(key, f"'{path}' is not a readable HDF5 file") from None
+    if verify:
+        try:
+            problems = verify_file(f)
+        except BaseException:
+            f.close()
+            raise
+        bad = {stage: why for stage, why in problems.items() if why is not None and not why.startswith("unverified")}
+        if bad:
+            f.close()
+            stage, why = next(iter(bad.items()))
+            raise CorruptResultsError(path, stage, why, key=key)
+    return f
+
+
+def verify_file(f: h5py.File) -> dict[str, str | None]:
+    """stage -> None (checksum matches) or what is wrong, for every stage group of the file, in pipeline order."""
+    try:
+        names = [name for name in STAGES if name in f]
+    except Exception as exc:  # noqa: BLE001 - the root group itself is damaged
+        return {"/": f"unreadable ({type(exc).__name__})"}
+    return {name: verify_group(f, name) for name in names}
+
+
+@contextmanager
+def reading(path: str | Path, key: str = "result") -> Iterator[h5py.File]:
+    """``with reading(path) as f``: :func:`open_for_reading` (verified), and an HDF5 error while
+    reading in the body (a file damaged where no checksum looks) is reported as corrupt, not as a traceback."""
+    f = open_for_reading(path, key)
+    try:
+        yield f
+    except (OSError, KeyError, RuntimeError) as exc:
+        raise CorruptResultsError(Path(path), "?", f"unreadable ({type(exc).__name__}: {str(exc)[:80]})", key=key) from None
+    finally:
+        f.close()
 
 
 class StageTimer:

@@ -323,8 +323,10 @@ class CollectiveStageWrite:
                 _collective_rows(ds, [(self._offsets[k], self._mine[k].reshape((-1, *shape)).astype(dtype, copy=False)) for k in keys])
 
     def commit(self) -> None:
-        """Rank 0: make the copy durable and move it over the results file."""
+        """Rank 0: seal the stage (input identity, checksum), make the copy durable and move it over the results file."""
         tmp = Path(self.skeleton.tmp)
+        with h5py.File(tmp, "a") as f:
+            self.results.seal(f[self.stage])
         fsync(tmp)
         os.replace(tmp, self.results.path)
         self.results.clear_checkpoints(self.stage)

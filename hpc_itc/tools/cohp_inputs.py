@@ -8,7 +8,7 @@ from typing import Any
 from hpc_itc.core.lobster_inputs import write_lobster_inputs
 from hpc_itc.errors import InputError, keyed
 from hpc_itc.store import relax as relax_store
-from hpc_itc.store.file import open_for_reading
+from hpc_itc.store.file import reading
 from hpc_itc.store.structure import read_atoms
 
 _KEYS = {"relaxed structure": "result", "thickness": "--thickness", "vacuum": "--vacuum", "outdir": "outdir"}
@@ -17,7 +17,7 @@ _KEYS = {"relaxed structure": "result", "thickness": "--thickness", "vacuum": "-
 def read_relaxed(result_path) -> tuple[Any, Any, Any, dict[str, Any]]:
     """(atoms, side, layer_from_interface, source info) from the /relax group of a results file."""
     path = Path(result_path)
-    with open_for_reading(path) as f:
+    with reading(path) as f:
         if not relax_store.is_complete(f):
             raise InputError("result", f"'{path}' has no finished relax stage; run the structure and relax stages first")
         g = f["relax"]

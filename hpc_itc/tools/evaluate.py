@@ -31,6 +31,29 @@ def _labels(atoms, energy_key: str, forces_key: str, stress_key: str):
     return energy, forces, stress
 
 
+def check_labels(frames, path: str, energy_key: str, forces_key: str, stress_key: str) -> None:
+    """InputError naming the frame and label that cannot be compared (before the model is loaded)."""
+    for i, atoms in enumerate(frames):
+        where = f"'{path}' frame {i}"
+        if len(atoms) == 0:
+            raise InputError("DATA", f"{where} has no atoms; allowed: configurations of at least one atom")
+        energy = atoms.info.get(energy_key)
+        if energy is not None and (isinstance(energy, (bool, str, bytes)) or not np.isscalar(energy) or not np.isfinite(float(energy))):
+            raise InputError("DATA", f"{where}: {energy_key} = {str(energy)[:40]!r}; allowed: a finite number (eV)")
+        forces = atoms.arrays.get(forces_key)
+        if forces is not None:
+            f = np.asarray(forces)
+            if f.dtype.kind not in "fiu" or f.shape != (len(atoms), 3) or not np.isfinite(f).all():
+                raise InputError("DATA", f"{where}: {forces_key} has shape {f.shape} ({f.dtype}); allowed: finite numbers, "
+                                         f"{len(atoms)} x 3 (eV/Å)")
+        stress = atoms.info.get(stress_key)
+        if stress is not None:
+            v = np.asarray(stress)
+            if v.dtype.kind not in "fiu" or v.size not in (6, 9) or not np.isfinite(v).all():
+                raise InputError("DATA", f"{where}: {stress_key} has {v.size} components ({v.dtype}); allowed: 6 (Voigt xx yy zz yz xz xy) "
+                                         "or 9 finite numbers (eV/Å^3)")
+
+
 def _voigt_to_matrix(v: np.ndarray) -> np.ndarray:
     xx, yy, zz, yz, xz, xy = v
     return np.array([[xx, xy, xz], [xy, yy, yz], [xz, yz, zz]])
@@ -57,6 +80,7 @@ def evaluate(model: str, data_path: str, energy_key: str = "REF_energy", forces_
     from hpc_itc.core import mlip
 
     frames = read_data(data_path)
+    check_labels(frames, data_path, energy_key, forces_key, stress_key)
     symbols = {s for a in frames for s in a.get_chemical_symbols()}
     with keyed({"model": "MODEL", "device": "--device", "dtype": "--dtype"}):
         mlip.check_elements(model, symbols)

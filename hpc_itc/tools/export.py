@@ -8,7 +8,7 @@ from pathlib import Path
 from hpc_itc.core.force_constants import PARTS
 from hpc_itc.errors import InputError
 from hpc_itc.store import force_constants as fc_store
-from hpc_itc.store.file import open_for_reading
+from hpc_itc.store.file import reading
 from hpc_itc.store.structure import read_atoms
 
 
@@ -16,7 +16,7 @@ def export_structure(result: str, out: str, stage: str) -> int:
     """Write the slab of ``/structure`` or ``/relax`` to ``out`` (format from the extension), with region, side and layer arrays."""
     from ase.io import write
 
-    with open_for_reading(result) as f:
+    with reading(result) as f:
         if stage not in f or not f[stage].attrs.get("complete", False):
             raise InputError("--stage", f"the file has no finished '{stage}' stage; stages present: {', '.join(k for k in f if f[k].attrs.get('complete', False)) or 'none'}")
         atoms = read_atoms(f[stage])
@@ -36,7 +36,7 @@ def export_phonopy(result_h5: str | Path, part: str | None, out_dir: str | Path)
     if any(p not in PARTS for p in parts):
         raise InputError("--part", f"got {part!r}; allowed: one of {', '.join(PARTS)}, or all")
     written = []
-    with open_for_reading(result_h5) as f:
+    with reading(result_h5) as f:
         if not fc_store.is_complete(f):
             raise InputError("result", f"'{result_h5}' has no finished force_constants stage")
         for name in parts:

@@ -199,6 +199,9 @@ def _check_table(dotted: str, value: Any) -> dict[str, Any]:
                 isinstance(v, list) and v and all(isinstance(x, (int, float, bool)) and not isinstance(x, bool) for x in v))
             if not ok or (isinstance(v, float) and not math.isfinite(v)) or (isinstance(v, str) and not v.strip()):
                 raise InputError(f"{dotted}.{k}", f"got {v!r}; allowed: a number, true/false, a non-empty string or a list of numbers")
+            if isinstance(v, str) and (not v.isprintable() or len(v) > 200):
+                # a newline (or another control character) would add lines of its own to the INCAR
+                raise InputError(f"{dotted}.{k}", f"got {v[:40]!r}{'...' if len(v) > 40 else ''}; allowed: one line of printable text (at most 200 characters)")
         else:  # dft.potcar_symbols
             from ase.data import chemical_symbols
 

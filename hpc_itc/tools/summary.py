@@ -20,13 +20,13 @@ from hpc_itc.store import ldos as ldos_store
 from hpc_itc.store import relax as relax_store
 from hpc_itc.store import structure as structure_store
 from hpc_itc.store import transport as transport_store
-from hpc_itc.store.file import open_for_reading
+from hpc_itc.store.file import open_for_reading, reading, verify_file
 
 
 def summary(path: str | Path) -> dict[str, Any]:
     """The JSON summary (SPEC keys plus a few more), assembled from each store module's summary."""
     path = Path(path)
-    with open_for_reading(path) as f:
+    with reading(path) as f:
         complete = [s for s in STAGES if s in f and f[s].attrs.get("complete", False)]
         try:
             cfg = tomllib.loads(f.attrs.get("input_toml", ""))
@@ -128,7 +128,27 @@ def _human(s: dict[str, Any], path: str) -> str:
     return "\n".join(lines)
 
 
-def inspect_file(path: str, as_json: bool = False) -> int:
+def verify_report(path: str | Path) -> dict[str, str]:
+    """stage -> "ok", "unverified (...)" or what is wrong, for every stage group of the file."""
+    with open_for_reading(path, verify=False) as f:
+        return {stage: ("ok" if why is None else why) for stage, why in verify_file(f).items()}
+
+
+def inspect_file(path: str, as_json: bool = False, verify: bool = False) -> int:
+    if verify:
+        report = verify_report(path)
+        bad = [stage for stage, why in report.items() if why != "ok" and not why.startswith("unverified")]
+        if as_json:
+            json.dump({"verified": not bad, "stages": report}, sys.stdout, indent=2)
+            sys.stdout.write("\n")
+        else:
+            for stage, why in report.items():
+                print(f"{stage:16s} {'ok (checksum matches)' if why == 'ok' else why}")
+            checked = [stage for stage, why in report.items() if why == "ok"]
+            print(f"{path}: " + ("CORRUPT: " + ", ".join(bad) if bad else
+                                 f"verified ({len(checked)} of {len(report)} stages carry a checksum)" if checked else
+                                 "no stage carries a checksum (written by an older hpc_itc): nothing to verify"))
+        return 1 if bad else 0
     s = summary(path)
     if as_json:
         json.dump(s, sys.stdout, indent=2)

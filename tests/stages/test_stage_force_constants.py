@@ -148,9 +148,9 @@ def test_checkpoint_of_another_displacement_is_recomputed(tmp_path, emt_full):
     structure_stage.run(ctx)
     relax_stage.run(ctx)
     n_sc = len(fc_stage.plans(ctx)[2].phonon.supercell)
-    # a stale file: right shape, but written for another displaced atom (e.g. by another phonopy version)
-    ctx.results.save_task("force_constants", "device", 0, forces=np.full((n_sc, 3), 7.0), displaced_atom=np.int64(999),
-                          displacement=np.zeros(3))
+    # a stale file: right shape and this run's input, but written for another displaced atom (e.g. by another phonopy version)
+    ctx.checkpoints("force_constants").save("device", 0, {"atom": 999, "displacement_A": [0.0, 0.0, 0.0], "supercell_atoms": n_sc},
+                                            forces=np.full((n_sc, 3), 7.0), displaced_atom=np.int64(999), displacement=np.zeros(3))
     logger = logging.getLogger("hpc_itc")
     records, level = _Records(), logger.level
     logger.addHandler(records)
@@ -161,7 +161,7 @@ def test_checkpoint_of_another_displacement_is_recomputed(tmp_path, emt_full):
         logger.removeHandler(records)
         logger.setLevel(level)
     text = "\n".join(records.lines)
-    assert "does not belong to this displacement set" in text
+    assert "1 checkpoint file(s) not reused and recomputed: 1 of another task" in text
     assert "0 already checkpointed" in text
     assert np.abs(stored(ctx, "device") - stored(emt_full, "device")).max() < 1e-12
 

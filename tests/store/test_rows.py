@@ -31,10 +31,10 @@ def _fill_checkpoints(rf: ResultsFile) -> None:
     """Checkpoints of uneven size (one empty) as the distributed stages leave them."""
     rng = np.random.default_rng(7)
     for k, n in enumerate([3, 5, 0, 4, 1, 6, 2]):
-        rf.save_task("demo", "left_to_right", k, omega=rng.random(n), mesh_index=rng.integers(0, 9, (n, 3)),
+        rf.checkpoints("demo").save("left_to_right", k, {}, omega=rng.random(n), mesh_index=rng.integers(0, 9, (n, 3)),
                      image=rng.random(n) > 0.5, code=rng.integers(0, 5, n))
     for k in range(4):
-        rf.save_task("demo", "forces", k, forces=rng.normal(size=(5, 3)))
+        rf.checkpoints("demo").save("forces", k, {}, forces=rng.normal(size=(5, 3)))
 
 
 def _per_ninth(a):  # a transform must be picklable: module level (or a functools.partial of such)
@@ -56,14 +56,14 @@ def _demo_writer(rf: ResultsFile):
         sub = g.create_group("left_to_right")
         sub.attrs["incident_lead"] = "left"
         tasks = range(7)
-        write_rows(sub, "frequency", [rf.checkpoint_rows("demo", "left_to_right", k, "omega", transform=partial(np.multiply, 2.5)) for k in tasks], "THz")
-        write_rows(sub, "q_frac", [rf.checkpoint_rows("demo", "left_to_right", k, "mesh_index", transform=_per_ninth) for k in tasks])
-        write_rows(sub, "symmetry_image", [rf.checkpoint_rows("demo", "left_to_right", k, "image") for k in tasks], doc="bool rows")
-        write_rows(sub, "solve_code", [rf.checkpoint_rows("demo", "left_to_right", k, "code", transform=partial(np.asarray, dtype=np.int8)) for k in tasks])
+        write_rows(sub, "frequency", [rf.checkpoints("demo").rows("left_to_right", k, "omega", transform=partial(np.multiply, 2.5)) for k in tasks], "THz")
+        write_rows(sub, "q_frac", [rf.checkpoints("demo").rows("left_to_right", k, "mesh_index", transform=_per_ninth) for k in tasks])
+        write_rows(sub, "symmetry_image", [rf.checkpoints("demo").rows("left_to_right", k, "image") for k in tasks], doc="bool rows")
+        write_rows(sub, "solve_code", [rf.checkpoints("demo").rows("left_to_right", k, "code", transform=partial(np.asarray, dtype=np.int8)) for k in tasks])
         # displaced-supercell forces: evaluated ones from checkpoints, the rest held by rank 0 (interface route)
-        blocks = [rf.checkpoint_rows("demo", "forces", k // 2, "forces", one_row=True) if k % 2 == 0 else MemoryRows(bulk[k : k + 1]) for k in range(6)]
+        blocks = [rf.checkpoints("demo").rows("forces", k // 2, "forces", one_row=True) if k % 2 == 0 else MemoryRows(bulk[k : k + 1]) for k in range(6)]
         write_rows(g.create_group("device"), "forces", blocks, "eV/Å")
-        write_rows(g, "two_blocks", [MemoryRows(np.arange(6.0).reshape(2, 3)), rf.checkpoint_rows("demo", "forces", 3, "forces")])
+        write_rows(g, "two_blocks", [MemoryRows(np.arange(6.0).reshape(2, 3)), rf.checkpoints("demo").rows("forces", 3, "forces")])
 
     return write
 
