@@ -139,7 +139,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "device_route": Key("str", "full", "'full': every symmetry-independent displacement of the slab; 'interface': only atoms within interface_radius_A of the interface plane, the other rows from the bulk lead force constants.", choices=("full", "interface")),
         "interface_radius_A": Key("float", 0.0, "device_route = 'interface': atoms within this z distance of the interface plane (and their symmetry images) are displaced; 0 = the MLIP's receptive field r_max x num_interactions (10 Å for the shipped model).", unit="Å", minimum=0.0),
         "batch_size": Key("int", 1, "Displaced supercells per MACE model call; 1 = plain ASE calculator. For GPUs; slower on CPU.", minimum=1, hashed=False),
-        "phonon_mesh": Key("int_list", [16, 16, 16], "Gamma-centred q mesh of the leads' phonon DOS (/force_constants/<lead>/phonons).", length=3, minimum=1, maximum=200),
+        "phonon_mesh": Key("int_list", [16, 16, 16], "Gamma-centred q mesh of the leads' phonon DOS (/force_constants/<lead>/phonons).", length=3, minimum=1, maximum=100),
     },
     "transport": {
         "q_mesh": Key("int_list", [8, 8, 8], "Uniform mesh of each incident lead's primitive Brillouin zone, N1 x N2 (in-plane) x N3 (paper: 20 20 20).", length=3, minimum=1, maximum=1000),
@@ -183,8 +183,8 @@ def parse_mesh_list(dotted: str, items) -> tuple[tuple[int, int, int], ...]:
             mesh = tuple(int(x) for x in item.lower().split("x"))
         except (TypeError, ValueError, AttributeError):
             raise InputError(dotted, f"got {item!r}; allowed: {allowed}") from None
-        if len(mesh) != 3 or min(mesh) < 1:
-            raise InputError(dotted, f"got {item!r}; allowed: {allowed}")
+        if len(mesh) != 3 or min(mesh) < 1 or max(mesh) > 1000:
+            raise InputError(dotted, f"got {item!r}; allowed: {allowed} (at most 1000 per axis)")
         if mesh not in out:
             out.append(mesh)
     return tuple(out)

@@ -63,7 +63,7 @@ def preflight(cfg: config.RunConfig) -> ResourceEstimate:
     s, fc, t = cfg.structure, cfg.force_constants, cfg.transport
     left, right, _ = lead_cells(InterfaceSpec.from_config(s), cfg.lattice_constant("left"), cfg.lattice_constant("right"))
     est = estimate(left, right, (s.n_cells_left, s.n_cells_right), s.buffer_cells, s.inplane_repeat, fc.cutoff_A,
-                   fc.supercell_inplane, t.q_mesh, t.qz_refine, len(t.directions), t.solver)
+                   fc.supercell_inplane, t.q_mesh, t.qz_refine, len(t.directions), t.solver, t.q_mesh_sweep)
     if t.device_model == "slab" and {"transport", "ldos"} & set(cfg.run.stages):
         for side, p in zip(("left", "right"), est.principal_layers):
             n = getattr(s, f"n_cells_{side}")

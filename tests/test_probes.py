@@ -61,6 +61,8 @@ BAD_INPUTS = {
     "temperature_1e9": ("[transport]\ntemperatures_K = [1e9]\n", "transport.temperatures_K", "<= 10000"),
     "over_the_limits": ("[structure]\nn_cells_left = 9000\nn_cells_right = 9000\n", "run.allow_large", "slab_atoms"),
     "q_mesh_1000": ("[transport]\nq_mesh = [1000, 1000, 1000]\n", "run.allow_large", "incident_modes"),
+    "sweep_mesh_2000": ('[transport]\nq_mesh_sweep = ["2000x2000x2000"]\n', "transport.q_mesh_sweep", "at most 1000"),
+    "sweep_mesh_1000": ('[transport]\nq_mesh_sweep = ["1000x1000x1000"]\n', "run.allow_large", "incident_modes"),
     "device_too_short": ("[structure]\nn_cells_left = 2\n[force_constants]\ncutoff_A = 4.5\n", "structure.n_cells_left", "principal layers"),
     "output_under_proc": ('[run]\noutput = "/proc/hpc_itc_probe/r.h5"\n', "run.output", ""),
 }

@@ -62,7 +62,7 @@ class ResourceEstimate:
     device_dof: int
     supercell_atoms: int  # atoms in one displaced device supercell (one force call)
     force_calls: int  # upper bound: 6 per atom of the slab and of the two lead cells
-    incident_modes: int  # per direction, main mesh (largest automatic q_z refinement when qz_refine = 0)
+    incident_modes: int  # per direction, main mesh and sweep meshes (largest automatic q_z refinement when qz_refine = 0)
     principal_layers: tuple[int, int]  # (left, right) layers of primitive cells a principal layer needs
     memory_bytes: int  # largest input-dependent allocation of one rank
     transport_output_bytes: int
@@ -90,8 +90,9 @@ def _human(name: str, value: int) -> str:
 
 def estimate(left: LayerCell, right: LayerCell, n_cells: tuple[int, int], buffer_cells: int, inplane_repeat: tuple[int, int],
              cutoff_A: float, supercell_inplane: int, q_mesh: tuple[int, int, int], qz_refine: int, n_directions: int,
-             solver: str) -> ResourceEstimate:
-    """The estimate for the leads ``left``/``right`` (strained to their shared in-plane lattice)."""
+             solver: str, sweep_meshes: tuple = ()) -> ResourceEstimate:
+    """The estimate for the leads ``left``/``right`` (strained to their shared in-plane lattice);
+    ``sweep_meshes`` (transport.q_mesh_sweep) add their incident modes to the main mesh's."""
     repeat = int(inplane_repeat[0]) * int(inplane_repeat[1])
     nl, nr = left.n_basis * repeat, right.n_basis * repeat
     slab = nl * (n_cells[0] + buffer_cells) + nr * (n_cells[1] + buffer_cells)
@@ -103,7 +104,7 @@ def estimate(left: LayerCell, right: LayerCell, n_cells: tuple[int, int], buffer
     m = qz_refine or AUTO_QZ_REFINE_MAX
     # half the branches x q points move towards the interface (inputs/quick.toml: 191,762 of 384,000 Cu modes,
     # 383,727 of 768,000 diamond modes on 20 x 20 x 320)
-    modes = int(q_mesh[0]) * int(q_mesh[1]) * int(q_mesh[2]) * m * 3 * max(left.n_basis, right.n_basis) // 2
+    modes = sum(int(q[0]) * int(q[1]) * int(q[2]) for q in {tuple(q_mesh), *map(tuple, sweep_meshes)}) * m * 3 * max(left.n_basis, right.n_basis) // 2
     p = (principal_layer_reach(left, cutoff_A), principal_layer_reach(right, cutoff_A))
     fc_bytes = supercell * supercell * 72  # phonopy's (N, N, 3, 3) float64 array of the device supercell
     dof = 3 * device
