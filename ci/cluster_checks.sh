@@ -160,8 +160,10 @@ if ((ok)); then
     # the whole files: same layout; numbers to 1e-6 of each dataset's scale (rounding-level quantities such as
     # sum-rule residuals or acoustic frequencies at Gamma differ between runs in their last digits)
     python ci/compare_results.py h5 "$WORK/serial.h5" "$WORK/srun2.h5" --rtol 1e-6 || ok=0
+    # each file's stages match the checksums their writers (root, MPI-IO) sealed them with
+    for f in serial srun2; do python -m hpc_itc inspect --verify "$WORK/$f.h5" | tail -1; python -m hpc_itc inspect --verify "$WORK/$f.h5" > /dev/null || ok=0; done
 fi
-record srun "$([[ $ok == 1 ]] && echo PASS || echo FAIL)" $t "(one process vs srun -n 2: inspect --json rtol 1e-9, files rtol 1e-6)"
+record srun "$([[ $ok == 1 ]] && echo PASS || echo FAIL)" $t "(one process vs srun -n 2: inspect --json rtol 1e-9, files rtol 1e-6, inspect --verify)"
 
 # ---- 4c. a failure on one rank ------------------------------------------------------------------------
 step "check rank-failure: exception on rank 1 only, then rank 1 dying, under srun -n 2"

@@ -26,7 +26,9 @@ import sys
 import numpy as np
 
 RUN_SPECIFIC_JSON = {"wall_seconds", "hpc_itc_version", "checkpointed_tasks"}
-RUN_SPECIFIC_ATTRS = {"wall_seconds", "finished", "created", "writer", "hpc_itc_version"}
+# content_sha256 is a checksum of the stage's bytes: files that agree to rounding (another rank count, another
+# writer) differ in it; each file's own checksum is checked by `inspect --verify` (cluster_checks.sh)
+RUN_SPECIFIC_ATTRS = {"wall_seconds", "finished", "created", "writer", "hpc_itc_version", "content_sha256"}
 # absolute tolerances of summary keys that measure rounding noise (a path containing the key)
 NOISE_FLOORS = {"asr_violation": 1e-9, "max_abs_T_plus_R_minus_1": 1e-8, "caroli_max_abs_diff": 1e-8, "phonons_THz": 1e-6}
 

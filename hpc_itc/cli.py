@@ -88,6 +88,35 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _validate_any(path: str) -> int:
+    """``validate`` for every input kind the program takes: a run input, or (by its table) a sweep,
+    a training or a sampling input."""
+    from hpc_itc.config import read_toml
+
+    raw = read_toml(path)
+    if "sweep" in raw:
+        from hpc_itc.tools.sweep import expand
+
+        points = expand(path)  # checks the [sweep] table and validates every point as a run input
+        print(f"ok: {path} is a valid sweep input ({len(points)} points; each passes the run-input checks)")
+        return 0
+    if "train" in raw:
+        from hpc_itc.tools.train import load as load_train
+
+        load_train(path)
+        print(f"ok: {path} is a valid training input (python -m hpc_itc train {path} --dry-run shows the command)")
+        return 0
+    if "sample" in raw or "dft" in raw:
+        from hpc_itc.tools.sample import load_sample_config
+
+        load_sample_config(path)
+        print(f"ok: {path} is a valid sampling input")
+        return 0
+    from hpc_itc.driver import validate
+
+    return validate(path)
+
+
 def main(argv: list[str] | None = None) -> int:
     logmod.quiet_known_warnings()
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -101,9 +130,7 @@ def main(argv: list[str] | None = None) -> int:
 
             return run(args.input)
         if args.command == "validate":
-            from hpc_itc.driver import validate
-
-            return validate(args.input)
+            return _validate_any(args.input)
         if args.command == "inspect":
             from hpc_itc.tools.summary import inspect_file
 

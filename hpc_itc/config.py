@@ -70,6 +70,7 @@ class Key:
             "str": "a string", "path": "a file path (string)",
             "int_list": "a list of integers", "float_list": "a list of numbers",
             "str_list": "a list of strings",
+            "table": "a table of keyword arguments",
         }
         parts = [kinds[self.kind]]
         if self.length:
@@ -115,6 +116,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
     },
     "mlip": {
         "model": Key("str", "default", "MACE model: 'default' (shipped with hpc_itc), a model file path (relative to the input file), or a MACE foundation-model name where downloads work.", required=False),
+        "calculator": Key("str", "", "Instead of MACE: any ASE calculator, as 'package.module:factory' (a function or class returning it, e.g. 'ase.calculators.emt:EMT', 'sevenn.calculator:SevenNetCalculator'), called with [mlip.calculator_args]; '' = MACE from mlip.model. The hash covers the factory, its arguments, its package version and every file an argument names. Loading it runs the package's code: trust it like a model file."),
+        "calculator_args": Key("table", {}, "Keyword arguments of mlip.calculator (a TOML table; strings naming an existing file are taken relative to the input file's folder). device and dtype (or default_dtype) are passed from mlip.device/mlip.dtype when the factory takes them and the table does not set them."),
         "device": Key("str", "cpu", "Torch device for force evaluations.", choices=("cpu", "cuda"), hashed=False),
         "dtype": Key("str", "float64", "Floating-point precision of force evaluations.", choices=("float64", "float32")),
         "num_threads": Key("int", 0, "Torch threads per rank; 0 lets hpc_itc choose (cores / ranks on the node).", minimum=0, hashed=False),
@@ -137,7 +140,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "cutoff_A": Key("float", 4.5, "Radius beyond which force constants are dropped (then the acoustic sum rule is re-imposed); sets the principal-layer thickness.", unit="Å", minimum=1.0, maximum=15.0),
         "symprec": Key("float", 1e-5, "Symmetry tolerance for phonopy.", unit="Å", minimum=1e-8, maximum=0.1),
         "device_route": Key("str", "full", "'full': every symmetry-independent displacement of the slab; 'interface': only atoms within interface_radius_A of the interface plane, the other rows from the bulk lead force constants.", choices=("full", "interface")),
-        "interface_radius_A": Key("float", 0.0, "device_route = 'interface': atoms within this z distance of the interface plane (and their symmetry images) are displaced; 0 = the MLIP's receptive field r_max x num_interactions (10 Å for the shipped model).", unit="Å", minimum=0.0),
+        "interface_radius_A": Key("float", 0.0, "device_route = 'interface': atoms within this z distance of the interface plane (and their symmetry images) are displaced; 0 = the MLIP's receptive field r_max x num_interactions (10 Å for the shipped model; 10 Å for a calculator of mlip.calculator, whose reach hpc_itc cannot read: set it).", unit="Å", minimum=0.0),
         "batch_size": Key("int", 1, "Displaced supercells per MACE model call; 1 = plain ASE calculator. For GPUs; slower on CPU.", minimum=1, hashed=False),
         "phonon_mesh": Key("int_list", [16, 16, 16], "Gamma-centred q mesh of the leads' phonon DOS (/force_constants/<lead>/phonons).", length=3, minimum=1, maximum=100),
     },
@@ -193,7 +196,7 @@ def parse_mesh_list(dotted: str, items) -> tuple[tuple[int, int, int], ...]:
 # values whose typed form differs from the checked TOML value (the TOML value is what the hash covers)
 _TYPED = {("transport", "q_mesh_sweep"): parse_mesh_list}
 _PY_TYPES = {"int": int, "float": float, "bool": bool, "str": str, "path": str,
-             "int_list": tuple, "float_list": tuple, "str_list": tuple}
+             "int_list": tuple, "float_list": tuple, "str_list": tuple, "table": dict}
 
 
 def _settings_class(section: str, keys: dict[str, Key]) -> type:
@@ -419,6 +422,8 @@ def _check_value(dotted: str, spec: Key, value: Any) -> Any:
 
     if spec.kind in ("int", "float", "bool", "str", "path"):
         return _check_scalar(dotted, spec, spec.kind, value, bad)
+    if spec.kind == "table":
+        return _check_table_value(dotted, value)
     # lists
     if not isinstance(value, list):
         raise bad()
@@ -433,6 +438,27 @@ def _check_value(dotted: str, spec: Key, value: Any) -> Any:
     if spec.kind == "str_list" and spec.unique and len(set(items)) != len(items):
         raise InputError(dotted, f"got {value!r}; entries must not repeat")
     return items
+
+
+def _check_table_value(dotted: str, value: Any) -> dict[str, Any]:
+    """A table of keyword arguments: strings, numbers, booleans, lists and tables of them (what JSON holds)."""
+    if not isinstance(value, dict):
+        raise InputError(dotted, f"got {str(value)[:40]!r}; allowed: a table [{dotted}] of keyword arguments")
+
+    def check(path: str, v: Any) -> Any:
+        if isinstance(v, dict):
+            return {str(k): check(f"{path}.{k}", x) for k, x in v.items()}
+        if isinstance(v, list):
+            return [check(f"{path}[{i}]", x) for i, x in enumerate(v)]
+        if isinstance(v, float) and not math.isfinite(v):
+            raise InputError(path, f"got {v}; allowed: a finite number")
+        if isinstance(v, str) and (len(v) > MAX_STRING_CHARS or not v.isprintable()):
+            raise InputError(path, f"allowed: one line of printable text, at most {MAX_STRING_CHARS} characters")
+        if not isinstance(v, (str, int, float, bool)):
+            raise InputError(path, f"got a {type(v).__name__}; allowed: strings, numbers, true/false, lists and tables")
+        return v
+
+    return check(dotted, value)
 
 
 def _check_scalar(dotted: str, spec: Key, kind: str, value: Any, bad: Callable[[], InputError]) -> Any:
@@ -508,6 +534,17 @@ def _cross_checks(data: dict[str, dict[str, Any]], base: Path) -> None:
         raise InputError("run.stages", f"got {stages!r}; list stages in pipeline order: {', '.join(STAGES)}")
     model = data["mlip"]["model"]
     check_path_name("mlip.model", model)
+    calculator = data["mlip"]["calculator"]
+    if calculator:
+        import re
+
+        if not re.match(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$", calculator):
+            raise InputError("mlip.calculator", f"got {calculator!r}; allowed: 'package.module:factory' (e.g. 'ase.calculators.emt:EMT')")
+        if model != "default":
+            raise InputError("mlip.model", "mlip.calculator replaces the MACE model; allowed: leave mlip.model unset and name the "
+                                           "calculator's model file in [mlip.calculator_args]")
+    elif data["mlip"]["calculator_args"]:
+        raise InputError("mlip.calculator_args", "allowed only with mlip.calculator (the MACE route takes mlip.model)")
     if data["cohp"]["lobster_dir"]:
         check_path_name("cohp.lobster_dir", data["cohp"]["lobster_dir"])
     looks_like_path = model.endswith((".model", ".pt", ".pth")) or "/" in model or "\\" in model

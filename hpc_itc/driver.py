@@ -17,6 +17,7 @@ from typing import Callable
 
 from hpc_itc import __version__, config
 from hpc_itc import log as logmod
+from hpc_itc.config import DEFAULT_LATTICE_A
 from hpc_itc.core import mlip
 from hpc_itc.core.resources import ResourceEstimate, estimate
 from hpc_itc.core.structure import InterfaceSpec, elements_needed, lead_cells
@@ -41,8 +42,14 @@ STAGES: dict[str, Callable[[Context], None]] = {
 assert tuple(STAGES) == config.STAGES
 
 
-def model_fingerprint(model: str) -> dict[str, str]:
-    """What identifies the model in the input hash: the file's sha256, or the foundation name."""
+def model_fingerprint(model: str, cfg: config.RunConfig | None = None) -> dict:
+    """What identifies the potential in the input hash: the MACE model file's sha256 (or the foundation
+    name); for ``mlip.calculator``, its package version and the sha256 of every file its arguments name."""
+    if cfg is not None and cfg.mlip.calculator:
+        from hpc_itc.core import ase_calculator
+
+        with keyed(MLIP_KEYS):
+            return ase_calculator.fingerprint(cfg.mlip.calculator, cfg.mlip.calculator_args, cfg.base_dir)
     with keyed(MLIP_KEYS):
         path = Path(mlip.resolve_model(model))
     if path.is_file():
@@ -51,7 +58,27 @@ def model_fingerprint(model: str) -> dict[str, str]:
 
 
 def check_model_elements(cfg: config.RunConfig) -> None:
-    """InputError (mlip.model) when the model does not cover the elements of the interface."""
+    """InputError (mlip.model) when the model does not cover the elements of the interface.
+
+    A MACE model lists its elements; another ASE calculator is built and evaluated once on each
+    lead's primitive cell (and an N-substituted diamond cell when the interface has N)."""
+    if cfg.mlip.calculator:
+        from hpc_itc.core import ase_calculator
+        from hpc_itc.core.structure import cubic_layer_cell
+
+        m = cfg.mlip
+        with keyed(MLIP_KEYS):
+            calc = ase_calculator.build(m.calculator, ase_calculator.resolved_args(m.calculator_args, cfg.base_dir), device=m.device, dtype=m.dtype)
+            cells = {}
+            for side in ("left", "right"):
+                material = getattr(cfg.structure, f"{side}_material")
+                cells[f"the {material} lead cell"] = cubic_layer_cell(material, cfg.lattice_constant(side)).atoms()
+            if cfg.structure.n_fraction > 0:
+                cn = cubic_layer_cell("diamond", DEFAULT_LATTICE_A["diamond"]).atoms() * (1, 1, 2)
+                cn[0].symbol = "N"
+                cells["an N-substituted diamond cell"] = cn
+            ase_calculator.check_covers(calc, m.calculator, cells)
+        return
     with keyed(MLIP_KEYS):
         mlip.check_elements(cfg.model, elements_needed(InterfaceSpec.from_config(cfg.structure)))
 
@@ -129,7 +156,7 @@ def run(path: str) -> int:
         def prepare() -> tuple[str, dict, list[str]]:
             check_model_elements(cfg)
             est = preflight(cfg)
-            model = model_fingerprint(cfg.model)
+            model = model_fingerprint(cfg.model, cfg)
             sha = cfg.sha256(extra=model)
             ctx.results.stage_inputs = {stage: cfg.stage_inputs(stage, model) for stage in config.STAGES}
             try:
@@ -163,6 +190,7 @@ def run(path: str) -> int:
         return 0
     except (InputError, InvalidInput) as exc:
         if comm.rank == 0:
+            ctx.results.remove_if_empty_and_new()  # bad input leaves nothing behind
             print(message_line(exc), file=sys.stderr)
         return 2
     except (OSError, CorruptCheckpoint) as exc:  # the file system failed us (disk full, quota, I/O error): no bug to trace

@@ -44,7 +44,10 @@ def get(name: str) -> logging.Logger:
 class Progress:
     """Prints 'label: done/total (pct), elapsed, eta' at most every ``interval`` seconds."""
 
-    def __init__(self, logger: logging.Logger, label: str, total: int, interval: float = 30.0, done: int = 0):
+    def __init__(self, logger: logging.Logger, label: str, total: int, interval: float = 30.0, done: int = 0,
+                 upper_bound: bool = False):
+        """``upper_bound``: ``total`` is a maximum, not the work to do (an optimizer's step limit): no percentage, no ETA."""
+        self.upper_bound = upper_bound
         self.logger = logger
         self.label = label
         self.total = max(int(total), 0)
@@ -57,6 +60,11 @@ class Progress:
     def update(self, n: int = 1, force: bool = False) -> None:
         self.done += n
         now = time.monotonic()
+        if self.upper_bound:
+            if force or now - self._last >= self.interval:
+                self._last = now
+                self.logger.info("%s: %d (at most %d), %.1f s elapsed", self.label, self.done, self.total, now - self._t0)
+            return
         if force or now - self._last >= self.interval or self.done >= self.total:
             self._last = now
             elapsed = now - self._t0

@@ -143,3 +143,34 @@ def test_hash_ignores_run_settings_but_not_physics():
 def test_docs_page_is_current():
     page = (ROOT / "docs" / "input.md").read_text()
     assert page.strip() == config.schema_markdown().strip(), "regenerate: python -m hpc_itc schema > docs/input.md"
+
+
+def test_validate_recognises_every_input_kind_the_program_takes(capsys):
+    """Run, sweep and sampling inputs validate; a training input is read as one (its placeholder model path is named)."""
+    from pathlib import Path
+
+    from hpc_itc.cli import main
+
+    inputs = Path(__file__).resolve().parents[1] / "inputs"
+    for name, words in (("quick.toml", "valid hpc_itc input"), ("sweep_quick.toml", "valid sweep input (4 points"),
+                        ("sample_quick.toml", "valid sampling input")):
+        assert main(["validate", str(inputs / name)]) == 0
+        assert words in capsys.readouterr().out
+    assert main(["validate", str(inputs / "train_finetune.toml")]) == 2
+    assert capsys.readouterr().err.startswith("error: train.foundation_model:")
+
+
+def test_progress_of_an_upper_bound_has_no_eta():
+    import logging
+
+    from hpc_itc.log import Progress
+
+    lines = []
+    logger = logging.getLogger("progress_test")
+    handler = logging.Handler()
+    handler.emit = lambda record: lines.append(record.getMessage())
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    progress = Progress(logger, "relax steps", 500, interval=0.0, upper_bound=True)
+    progress.update()
+    assert lines == [lines[0]] and lines[0].startswith("relax steps: 1 (at most 500)") and "eta" not in lines[0]

@@ -361,3 +361,11 @@ def test_read_only_output_folder_is_one_line(run_dir, capsys, monkeypatch):
     line = one_error_line(capsys, main([str(run_dir / "in.toml")]), allowed=(2,))
     assert line.startswith("error: run.output: cannot write next to") and "Permission denied" in line
     assert (run_dir / "small.h5").read_bytes() == before
+
+
+def test_a_failed_cohp_stage_leaves_no_file(tmp_path, capsys):
+    (tmp_path / "lobster").mkdir()  # a folder without LOBSTER output
+    inp = write_input(tmp_path, '[run]\noutput = "c.h5"\nstages = ["cohp"]\n[cohp]\nlobster_dir = "lobster"\n')
+    line = one_error_line(capsys, main([inp]), allowed=(2,))
+    assert line.startswith("error: cohp.lobster_dir:")
+    assert not (tmp_path / "c.h5").exists() and not (tmp_path / "c.h5.lock").exists()

@@ -27,7 +27,8 @@ from hpc_itc.store.h5 import now
 _log = logmod.get("stages")
 
 # the core's names of the MLIP settings -> their input keys
-MLIP_KEYS = {"model": "mlip.model", "device": "mlip.device", "dtype": "mlip.dtype", "num_threads": "mlip.num_threads"}
+MLIP_KEYS = {"model": "mlip.model", "device": "mlip.device", "dtype": "mlip.dtype", "num_threads": "mlip.num_threads",
+             "calculator": "mlip.calculator", "calculator_args": "mlip.calculator_args"}
 
 
 @dataclass
@@ -48,9 +49,16 @@ class Context(Collective):
     def calculator(self):
         """The MLIP calculator of this rank (loaded once)."""
         if self._calculator is None:
+            m = self.cfg.mlip
+            if m.calculator:  # any ASE calculator (core/ase_calculator.py)
+                from hpc_itc.core import ase_calculator
+
+                with keyed(MLIP_KEYS):
+                    self._calculator = ase_calculator.build(m.calculator, ase_calculator.resolved_args(m.calculator_args, self.cfg.base_dir),
+                                                            device=m.device, dtype=m.dtype)
+                return self._calculator
             from hpc_itc.core import mlip
 
-            m = self.cfg.mlip
             threads = m.num_threads or max(1, (os.cpu_count() or 1) // ranks_on_node())
             with keyed(MLIP_KEYS):
                 self._calculator = mlip.load_calculator(self.cfg.model, device=m.device, dtype=m.dtype, num_threads=threads)

@@ -41,7 +41,8 @@ _log = logmod.get("force_constants")
 def plans(ctx: Context) -> list[PartPlan]:
     """The phonopy plans of the three parts for the relaxed slab (deterministic on every rank)."""
     with keyed({"supercell_inplane": "force_constants.supercell_inplane", **MLIP_KEYS}):
-        return plans_for(ctx.relaxed(), ctx.cfg.force_constants, ctx.cfg.model)
+        # the receptive field of interface_radius_A = 0 is known for a MACE model; for another calculator 0 means 10 Å
+        return plans_for(ctx.relaxed(), ctx.cfg.force_constants, None if ctx.cfg.mlip.calculator else ctx.cfg.model)
 
 
 def definitions(plans: list[PartPlan]) -> dict[str, dict[int, dict]]:

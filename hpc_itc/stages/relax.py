@@ -26,9 +26,10 @@ def run(ctx: Context) -> None:
     def work() -> None:
         calc = ctx.calculator()
         spec = ctx.spec
-        with keyed(MLIP_KEYS):
-            mlip.check_elements(ctx.cfg.model, elements_needed(spec))
-        progress = logmod.Progress(_log, "relax steps", rcfg.max_steps, ctx.cfg.run.progress_seconds)
+        if not ctx.cfg.mlip.calculator:  # (another ASE calculator was evaluated on the lead cells by the driver)
+            with keyed(MLIP_KEYS):
+                mlip.check_elements(ctx.cfg.model, elements_needed(spec))
+        progress = logmod.Progress(_log, "relax steps", rcfg.max_steps, ctx.cfg.run.progress_seconds, upper_bound=True)
 
         def on_step(step: int, energy: float, fmax: float) -> None:
             progress.update()
@@ -48,7 +49,8 @@ def run(ctx: Context) -> None:
             _log.warning("relaxation stopped after %d steps with fmax %.4f eV/Å > %.4f (relax.max_steps)",
                          len(res.fmax_trace_eV_A), last_fmax, rcfg.fmax_eV_A)
         _log.info("relax: %d steps, final fmax %.4f eV/Å, lattice constants %s Å; right buffer moved %+.4f Å along z (net force %.2e eV/Å)",
-                  len(res.fmax_trace_eV_A), last_fmax, res.lattice_constants_A, res.right_buffer_dz_A, res.right_buffer_force_z_eV_A)
+                  len(res.fmax_trace_eV_A), last_fmax, {k: round(float(v), 4) for k, v in res.lattice_constants_A.items()},
+                  res.right_buffer_dz_A, res.right_buffer_force_z_eV_A)
 
         def energy(atoms) -> float:
             atoms = atoms.copy()

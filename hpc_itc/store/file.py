@@ -53,6 +53,7 @@ class ResultsFile:
     def __init__(self, path: str | Path, stage_inputs: dict[str, dict[str, Any]] | None = None):
         self.path = Path(path)
         self.stage_inputs: dict[str, dict[str, Any]] = dict(stage_inputs or {})
+        self.created_now = False  # check_or_create made the file in this run
 
     # ---- creation and identity -------------------------------------------------
     def exists(self) -> bool:
@@ -110,7 +111,16 @@ class ResultsFile:
             f.attrs["hpc_itc_version"] = __version__
             f.attrs["created"] = now()
         os.replace(tmp, self.path)
+        self.created_now = True
         return notes
+
+    def remove_if_empty_and_new(self) -> bool:
+        """Delete the file when this run created it and no stage finished (a run that stopped on bad input leaves nothing)."""
+        if self.created_now and self.exists() and not self.stages_complete() and not self.checkpoint_dir("").exists():
+            self.path.unlink()
+            self.created_now = False
+            return True
+        return False
 
     def _first_mismatch(self, f: h5py.File, input_sha256: str) -> tuple[str, list[str]] | None:
         """(stage, differing keys) of the first finished stage made from other inputs, or None."""

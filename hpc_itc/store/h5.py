@@ -60,23 +60,29 @@ CHECKSUM_ATTR = "content_sha256"
 _CHUNK_BYTES = 64 * 2**20
 
 
+
+# how and when a stage was written, not what it holds: left out, so both writers give one checksum
+_BOOKKEEPING = {CHECKSUM_ATTR, "writer", "wall_seconds", "finished"}
+
+
 def _value_bytes(value: Any) -> bytes:
     arr = np.asarray(value)
-    if arr.dtype.kind == "O":
-        return "\x00".join(x.decode() if isinstance(x, bytes) else str(x) for x in arr.ravel()).encode()
+    if arr.dtype.kind in "OSU":  # text: by content, whether stored as fixed or variable-length strings
+        return "\x00".join(x.decode() if isinstance(x, bytes) else str(x) for x in arr.ravel()).encode() + f"|{arr.shape}".encode()
     return f"{arr.dtype.str}|{arr.shape}|".encode() + np.ascontiguousarray(arr).tobytes()
 
 
 def group_digest(group: h5py.Group) -> str:
     """sha256 over every dataset (path, dtype, shape, bytes, read in chunks) and attribute of ``group``,
-    in name order, except the checksum attribute itself.  Same value whichever writer (root or MPI-IO) made it."""
+    in name order, except the checksum itself and the group's bookkeeping (writer, wall_seconds, finished).
+    Same value whichever writer (root or MPI-IO) made it."""
     import hashlib
 
     h = hashlib.sha256()
 
     def attrs(obj) -> None:
         for k in sorted(obj.attrs.keys()):
-            if obj is group and k == CHECKSUM_ATTR:
+            if obj is group and k in _BOOKKEEPING:
                 continue
             h.update(f"@{k}=".encode())
             h.update(_value_bytes(obj.attrs[k]))

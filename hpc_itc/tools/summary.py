@@ -111,7 +111,7 @@ def _human(s: dict[str, Any], path: str) -> str:
         for direction, values in s["itc_MW_m2K"].items():
             lines.append(f"  h {direction:14s} " + "  ".join(f"{t} K: {h:8.3f}" for t, h in values.items()) + "  MW/(m^2 K)")
         for lead, values in s["radiation_limit_MW_m2K"].items():
-            lines.append(f"  radiation limit {lead:11s} " + "  ".join(f"{t} K: {h:8.3f}" for t, h in values.items()))
+            lines.append(f"  radiation limit {lead:11s} " + "  ".join(f"{t} K: {h:8.3f}" for t, h in values.items()) + "  MW/(m^2 K)")
         for mesh, per_dir in s.get("q_mesh_sweep_itc_MW_m2K", {}).items():
             lines.append(f"  sweep {mesh}: " + "; ".join(f"{d} " + " ".join(f"{t} K {h:.3f}" for t, h in v.items()) for d, v in per_dir.items()))
         if "rectification_percent" in s:
