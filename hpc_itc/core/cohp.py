@@ -239,7 +239,7 @@ def analyse_lobster_folder(folder, min_dz_A: float = MIN_DZ_A, plane_tol_A: floa
         raise InvalidInput("lobster_dir", f"LOBSTER folder '{folder}' not found; give the folder of a finished VASP + LOBSTER run")
     needed = {"ICOHPLIST.lobster": _find_file(folder, ("ICOHPLIST.lobster",)),
               "COHPCAR.lobster": _find_file(folder, ("COHPCAR.lobster",)),
-              "POSCAR or CONTCAR": _find_file(folder, ("POSCAR", "CONTCAR", "POSCAR.lobster"))}
+              "POSCAR.lobster.vasp, POSCAR or CONTCAR": _find_file(folder, ("POSCAR.lobster.vasp", "POSCAR", "CONTCAR", "POSCAR.lobster"))}
     missing = [name for name, path in needed.items() if path is None]
     if missing:
         raise InvalidInput("lobster_dir", f"'{folder}' lacks {', '.join(missing)}; give the folder of a finished VASP + LOBSTER run")

@@ -101,6 +101,9 @@ def test_structure_file_names(tmp_path):
     (tmp_path / "POSCAR").rename(tmp_path / "CONTCAR")
     res = cohp.analyse_lobster_folder(tmp_path)
     assert res.structure_file == "CONTCAR" and res.n_bonds == len(KEPT)
+    (tmp_path / "CONTCAR").rename(tmp_path / "POSCAR.lobster.vasp")  # the name LOBSTER itself writes
+    res = cohp.analyse_lobster_folder(tmp_path)
+    assert res.structure_file == "POSCAR.lobster.vasp" and res.n_bonds == len(KEPT)
 
 
 # ---------------------------------------------------------------------------------------
