@@ -322,6 +322,22 @@ def _schema_default(dotted: str) -> Any:
     return "<absent>" if spec is None else spec.default
 
 
+def whole_input_sha256(document: dict[str, Any], extra: dict[str, Any] | None = None) -> str:
+    """:meth:`RunConfig.sha256` of a stored (possibly older) normalised document: its hashed keys as stored.
+
+    A file written before stage hashes records only this hash; recomputing it from the file's own
+    ``input_toml`` (and this run's model fingerprint) proves that the document is the one it was made
+    from, and with the same model, so its keys can be compared one by one."""
+    view: dict[str, Any] = {}
+    for section, keys in SCHEMA.items():
+        given = document.get(section, {}) if isinstance(document.get(section), dict) else {}
+        sub = {k: v for k, v in given.items() if k in keys and keys[k].hashed}
+        if sub:
+            view[section] = sub
+    payload = {**view, "_extra": extra} if extra else view
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
 def differing_keys(stored: dict[str, Any], current: dict[str, Any]) -> list[str]:
     """"key (file X, input Y)" for every key whose value differs between two :meth:`RunConfig.stage_inputs`.
 
@@ -331,7 +347,7 @@ def differing_keys(stored: dict[str, Any], current: dict[str, Any]) -> list[str]
     for key in sorted(set(stored) | set(current)):
         a, b = stored.get(key, _schema_default(key)), current.get(key, "<absent>")
         if a != b:
-            short = lambda v: (str(v)[:16] + "...") if len(str(v)) > 19 else str(v)  # noqa: E731 - sha256s are long
+            short = lambda v: (str(v)[:37] + "...") if len(str(v)) > 40 else str(v)  # noqa: E731 - sha256s are long
             out.append(f"{key} (file {short(a)}, input {short(b)})")
     return out
 

@@ -369,3 +369,17 @@ def test_a_failed_cohp_stage_leaves_no_file(tmp_path, capsys):
     line = one_error_line(capsys, main([inp]), allowed=(2,))
     assert line.startswith("error: cohp.lobster_dir:")
     assert not (tmp_path / "c.h5").exists() and not (tmp_path / "c.h5.lock").exists()
+
+
+def test_a_checkout_named_hpc_itc_in_the_working_folder_gives_no_traceback(tmp_path):
+    """`git clone ... hpc_itc` and `python -m hpc_itc` from its parent: either the installed package runs, or one line
+    says which folder shadows it (an editable install resolves the top-level name to the folder)."""
+    import subprocess
+
+    (tmp_path / "hpc_itc" / "docs").mkdir(parents=True)
+    proc = subprocess.run([sys.executable, "-m", "hpc_itc", "--version"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert "Traceback" not in proc.stderr
+    if proc.returncode == 0:
+        assert proc.stdout.startswith("hpc_itc ")
+    else:
+        assert proc.returncode == 2 and proc.stderr.startswith("error: hpc_itc: the folder") and "shadows" in proc.stderr

@@ -33,7 +33,7 @@ import h5py
 import tomllib
 
 from hpc_itc import __version__
-from hpc_itc.config import STAGE_INPUTS, STAGES, differing_keys, inputs_sha256
+from hpc_itc.config import STAGE_INPUTS, STAGES, differing_keys, inputs_sha256, whole_input_sha256
 from hpc_itc.errors import InputError, ResultsMismatchError
 from hpc_itc.store.checkpoints import StageCheckpoints
 from hpc_itc.store.h5 import fsync, group_complete, now, seal_group, verify_group
@@ -139,20 +139,26 @@ class ResultsFile:
                 if not keys:  # only keys newer than the file, at their defaults
                     continue
                 return stage, keys
-            # written before stage hashes: only the whole input's hash is known
-            if f.attrs.get("input_sha256") == input_sha256:
+            if f.attrs.get("input_sha256") == input_sha256:  # written before stage hashes, from this very input
                 continue
+            # written before stage hashes: only the whole input's hash is known.  Recomputed from the file's own
+            # input_toml with this run's model fingerprint it proves the document (and the model) the file was
+            # made from; then its keys are compared one by one (keys newer than the file count as defaults).
             try:
                 doc = tomllib.loads(str(f.attrs.get("input_toml", "")))
             except tomllib.TOMLDecodeError:
                 doc = {}
+            model = {k.split(".", 1)[1]: v for inputs in self.stage_inputs.values() for k, v in inputs.items() if k.startswith("mlip.model_")}
+            if whole_input_sha256(doc, model) != f.attrs.get("input_sha256"):
+                # the recorded input does not give the file's hash with this run's model: most likely another model
+                first = next((st for st in STAGES if group_complete(f, st) and "mlip" in STAGE_INPUTS.get(st, ())), stage)
+                return first, ["the model file, or the input recorded in the file does not match its hash "
+                               "(the file was written before stage hashes)"]
             stored = {k: doc.get(k.split(".")[0], {}).get(k.split(".")[1]) for k in current if not k.startswith("mlip.model_")}
             stored = {k: v for k, v in stored.items() if v is not None}
             keys = differing_keys(stored, {k: v for k, v in current.items() if not k.startswith("mlip.model_")})
-            if not keys and "mlip" not in STAGE_INPUTS[stage]:
-                continue
-            return stage, keys or ["perhaps only the model file or a later stage's key: the file was written before stage hashes, "
-                                   "so only a change of the whole input shows"]
+            if keys:
+                return stage, keys
         return None
 
     def _set_root_input(self, input_sha256: str, input_toml: str) -> None:

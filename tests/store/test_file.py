@@ -121,3 +121,33 @@ def test_a_key_newer_than_the_file_at_its_default_keeps_the_stage(tmp_path):
     with pytest.raises(ResultsMismatchError) as err:
         _with_inputs(tmp_path / "r.h5", {"relax": {**newer["relax"], "relax.rattle_A": 0.05}}).check_or_create("c" * 64, "")
     assert "relax.rattle_A (file 0.0, input 0.05)" in err.value.message
+
+
+def test_a_file_from_before_stage_hashes_resumes_and_names_a_changed_key(tmp_path):
+    """Files of earlier versions hold only the whole input's hash: recomputed from their own input_toml (with
+    the model fingerprint) it proves their inputs, so a schema that gained keys still reuses their stages."""
+    from hpc_itc import config
+
+    model = {"model_sha256": "m" * 64}
+    old = config.validate({"structure": {"n_cells_left": 3}}, base_dir=tmp_path)
+    legacy_doc = {s: {k: v for k, v in t.items() if k not in ("calculator", "calculator_args", "allow_large")} for s, t in old.document.items()}
+    import tomli_w
+
+    rf = ResultsFile(tmp_path / "r.h5")  # no stage_inputs: groups get no stage hash, as in older files
+    rf.check_or_create(config.whole_input_sha256(legacy_doc, model), tomli_w.dumps(legacy_doc))
+    rf.write_stage("structure", lambda g: write_array(g, "x", np.arange(3)), 1.0)
+    rf.write_stage("relax", lambda g: write_array(g, "x", np.arange(3)), 1.0)
+    with h5py.File(tmp_path / "r.h5", "a") as f:  # an older writer left no checksum either
+        for stage in ("structure", "relax"):
+            del f[stage].attrs["content_sha256"]
+    same = {stage: old.stage_inputs(stage, model) for stage in config.STAGES}
+    notes = ResultsFile(tmp_path / "r.h5", same).check_or_create(old.sha256(model), old.to_toml())
+    assert any("are kept" in n for n in notes)
+    changed = config.validate({"structure": {"n_cells_left": 3}, "relax": {"fmax_eV_A": 0.01}}, base_dir=tmp_path)
+    with pytest.raises(ResultsMismatchError) as err:
+        ResultsFile(tmp_path / "r.h5", {s: changed.stage_inputs(s, model) for s in config.STAGES}).check_or_create(changed.sha256(model), "")
+    assert "stage relax" in err.value.message and "relax.fmax_eV_A (file 0.02, input 0.01)" in err.value.message
+    other_model = {s: old.stage_inputs(s, {"model_sha256": "n" * 64}) for s in config.STAGES}
+    with pytest.raises(ResultsMismatchError) as err:
+        ResultsFile(tmp_path / "r.h5", other_model).check_or_create(old.sha256({"model_sha256": "n" * 64}), "")
+    assert "stage relax" in err.value.message and "the model file" in err.value.message
