@@ -12,6 +12,7 @@ import copy
 import hashlib
 import json
 import math
+import re
 from dataclasses import dataclass, field, make_dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -41,6 +42,7 @@ STAGE_INPUTS: dict[str, tuple[str, ...]] = {
 MAX_INPUT_BYTES = 1_000_000  # an hpc_itc input is a few kB; a larger file is a mistake (and 50 MB strings hang tomllib)
 MAX_STRING_CHARS = 4096  # PATH_MAX on Linux
 MAX_NAME_BYTES = 255  # NAME_MAX: one path component
+CALCULATOR_SPEC = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")  # mlip.calculator
 
 
 @dataclass(frozen=True)
@@ -552,9 +554,7 @@ def _cross_checks(data: dict[str, dict[str, Any]], base: Path) -> None:
     check_path_name("mlip.model", model)
     calculator = data["mlip"]["calculator"]
     if calculator:
-        import re
-
-        if not re.match(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$", calculator):
+        if not CALCULATOR_SPEC.match(calculator):
             raise InputError("mlip.calculator", f"got {calculator!r}; allowed: 'package.module:factory' (e.g. 'ase.calculators.emt:EMT')")
         if model != "default":
             raise InputError("mlip.model", "mlip.calculator replaces the MACE model; allowed: leave mlip.model unset and name the "

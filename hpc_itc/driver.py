@@ -57,18 +57,20 @@ def model_fingerprint(model: str, cfg: config.RunConfig | None = None) -> dict:
     return {"model_name": model}
 
 
-def check_model_elements(cfg: config.RunConfig) -> None:
+def check_model_elements(cfg: config.RunConfig, calculator=None) -> None:
     """InputError (mlip.model) when the model does not cover the elements of the interface.
 
     A MACE model lists its elements; another ASE calculator is built and evaluated once on each
-    lead's primitive cell (and an N-substituted diamond cell when the interface has N)."""
+    lead's primitive cell (and an N-substituted diamond cell when the interface has N); ``calculator``: the
+    one the run will use (built once), else one is built here."""
     if cfg.mlip.calculator:
         from hpc_itc.core import ase_calculator
         from hpc_itc.core.structure import cubic_layer_cell
 
         m = cfg.mlip
         with keyed(MLIP_KEYS):
-            calc = ase_calculator.build(m.calculator, ase_calculator.resolved_args(m.calculator_args, cfg.base_dir), device=m.device, dtype=m.dtype)
+            calc = calculator or ase_calculator.build(m.calculator, ase_calculator.resolved_args(m.calculator_args, cfg.base_dir),
+                                                      device=m.device, dtype=m.dtype)
             cells = {}
             for side in ("left", "right"):
                 material = getattr(cfg.structure, f"{side}_material")
@@ -154,7 +156,7 @@ def run(path: str) -> int:
     t0 = time.monotonic()
     try:
         def prepare() -> tuple[str, dict, list[str]]:
-            check_model_elements(cfg)
+            check_model_elements(cfg, ctx.calculator() if cfg.mlip.calculator else None)  # rank 0 keeps it for the stages
             est = preflight(cfg)
             model = model_fingerprint(cfg.model, cfg)
             sha = cfg.sha256(extra=model)

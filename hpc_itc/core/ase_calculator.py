@@ -18,19 +18,18 @@ from __future__ import annotations
 import hashlib
 import importlib
 import inspect
-import re
 from pathlib import Path
 from typing import Any, Callable
 
+from hpc_itc.config import CALCULATOR_SPEC
 from hpc_itc.errors import InvalidInput, one_line
 
-SPEC_PATTERN = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*$")
 ALLOWED = "'package.module:factory', a function or class returning an ASE calculator (e.g. 'ase.calculators.emt:EMT')"
 
 
 def parse_spec(spec: str) -> tuple[str, str]:
     """(module, attribute path) of "package.module:factory"; InvalidInput("calculator") otherwise."""
-    if not isinstance(spec, str) or not SPEC_PATTERN.match(spec.strip()):
+    if not isinstance(spec, str) or not CALCULATOR_SPEC.match(spec.strip()):
         raise InvalidInput("calculator", f"got {spec!r}; must be {ALLOWED}")
     module, _, attr = spec.strip().partition(":")
     return module, attr

@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from hpc_itc.core.structure import LayerCell
+from hpc_itc.core.transport.qz_sampling import MAX_AUTO_REFINE
 
 # documented in docs/resources.md; a change there must change here
 LIMITS = {
@@ -30,7 +31,6 @@ LIMITS = {
     "memory_bytes": 64_000_000_000,
 }
 BYTES_PER_STORED_MODE = 80  # /transport/<direction> per-mode table rows (inputs/quick.toml: 74.0 B per mode, both directions)
-AUTO_QZ_REFINE_MAX = 32  # core.transport.qz_sampling.MAX_AUTO_REFINE: the most that qz_refine = 0 chooses
 
 
 def principal_layer_reach(cell: LayerCell, cutoff_A: float) -> int:
@@ -101,7 +101,7 @@ def estimate(left: LayerCell, right: LayerCell, n_cells: tuple[int, int], buffer
     n_sc = supercell_inplane or (int(2 * cutoff_A // side) + 1)
     supercell = slab * n_sc * n_sc
     calls = 6 * (slab + left.n_basis + right.n_basis)
-    m = qz_refine or AUTO_QZ_REFINE_MAX
+    m = qz_refine or MAX_AUTO_REFINE  # qz_refine = 0: at most the largest automatic refinement
     # half the branches x q points move towards the interface (inputs/quick.toml: 191,762 of 384,000 Cu modes,
     # 383,727 of 768,000 diamond modes on 20 x 20 x 320)
     modes = sum(int(q[0]) * int(q[1]) * int(q[2]) for q in {tuple(q_mesh), *map(tuple, sweep_meshes)}) * m * 3 * max(left.n_basis, right.n_basis) // 2

@@ -86,17 +86,11 @@ class StageCheckpoints:
     def _check(self, path: Path, part: str, task_id: int, definition: Any) -> tuple[str | None, dict | None]:
         """(why it cannot be used or None, its arrays)."""
         try:
-            with np.load(path, allow_pickle=False) as data:
-                arrays = {k: data[k] for k in data.files}
-        except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError):
+            arrays, ident = _read(path)
+        except (OSError, ValueError, EOFError, TypeError, KeyError, zipfile.BadZipFile):
             return "unreadable (truncated, empty or not a checkpoint)", None
-        raw = arrays.pop(IDENTITY, None)
-        if raw is None:
+        if ident is None:
             return "without identity (written by an older hpc_itc)", None
-        try:
-            ident = json.loads(str(raw))
-        except (ValueError, TypeError):
-            return "unreadable (truncated, empty or not a checkpoint)", None
         if not isinstance(ident, dict) or ident.get("format") != FORMAT:
             return f"of another checkpoint format ({ident.get('format') if isinstance(ident, dict) else '?'}, this code {FORMAT})", None
         if ident.get("stage") != self.stage or ident.get("stage_sha256") != self.stage_sha256:
@@ -150,12 +144,10 @@ class StageCheckpoints:
         """The arrays of a verified checkpoint (its content hash is checked again)."""
         path = self.path(part, task_id)
         try:
-            with np.load(path, allow_pickle=False) as data:
-                arrays = {k: data[k] for k in data.files}
-            ident = json.loads(str(arrays.pop(IDENTITY)))
-        except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as exc:
+            arrays, ident = _read(path)
+        except (OSError, ValueError, EOFError, TypeError, KeyError, zipfile.BadZipFile) as exc:
             raise CorruptCheckpoint(f"checkpoint {path} became unreadable during the run ({type(exc).__name__}); rerun to recompute it") from None
-        if ident.get("content_sha256") != content_sha256(arrays):
+        if not isinstance(ident, dict) or ident.get("content_sha256") != content_sha256(arrays):
             raise CorruptCheckpoint(f"checkpoint {path} changed during the run (content hash differs); rerun to recompute it")
         return arrays
 
@@ -167,6 +159,14 @@ class StageCheckpoints:
     def clear(self) -> None:
         if self.folder.is_dir():
             shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def _read(path: Path) -> tuple[dict[str, np.ndarray], Any]:
+    """(the task's arrays, its parsed identity or None when the file has none); raises what np.load and json raise."""
+    with np.load(path, allow_pickle=False) as data:
+        arrays = {k: data[k] for k in data.files}
+    raw = arrays.pop(IDENTITY, None)
+    return arrays, (None if raw is None else json.loads(str(raw)))
 
 
 def _task_id(path: Path) -> int | None:

@@ -124,6 +124,7 @@ class ResultsFile:
 
     def _first_mismatch(self, f: h5py.File, input_sha256: str) -> tuple[str, list[str]] | None:
         """(stage, differing keys) of the first finished stage made from other inputs, or None."""
+        legacy: list = []  # the input a file from before stage hashes records, and whether its hash proves it (read once)
         for stage, current in self.stage_inputs.items():
             if not group_complete(f, stage) or stage not in STAGE_INPUTS or not STAGE_INPUTS[stage]:
                 continue
@@ -144,12 +145,15 @@ class ResultsFile:
             # written before stage hashes: only the whole input's hash is known.  Recomputed from the file's own
             # input_toml with this run's model fingerprint it proves the document (and the model) the file was
             # made from; then its keys are compared one by one (keys newer than the file count as defaults).
-            try:
-                doc = tomllib.loads(str(f.attrs.get("input_toml", "")))
-            except tomllib.TOMLDecodeError:
-                doc = {}
-            model = {k.split(".", 1)[1]: v for inputs in self.stage_inputs.values() for k, v in inputs.items() if k.startswith("mlip.model_")}
-            if whole_input_sha256(doc, model) != f.attrs.get("input_sha256"):
+            if not legacy:
+                try:
+                    doc = tomllib.loads(str(f.attrs.get("input_toml", "")))
+                except tomllib.TOMLDecodeError:
+                    doc = {}
+                model = {k.split(".", 1)[1]: v for inputs in self.stage_inputs.values() for k, v in inputs.items() if k.startswith("mlip.model_")}
+                legacy[:] = [doc, whole_input_sha256(doc, model) == f.attrs.get("input_sha256")]
+            doc, proven = legacy
+            if not proven:
                 # the recorded input does not give the file's hash with this run's model: most likely another model
                 first = next((st for st in STAGES if group_complete(f, st) and "mlip" in STAGE_INPUTS.get(st, ())), stage)
                 return first, ["the model file, or the input recorded in the file does not match its hash "
@@ -189,19 +193,9 @@ class ResultsFile:
     def is_complete(self, stage: str) -> bool:
         return stage in self.stages_complete()
 
-    @contextmanager
-    def verified(self, *stages: str) -> Iterator[h5py.File]:
-        """The file open for reading, after checking the checksums of ``stages``: a stage whose data
-        changed, or that cannot be read, is a :class:`CorruptResultsError` naming it."""
-        with self.open() as f:
-            for stage in stages:
-                problem = verify_group(f, stage)
-                if problem is not None and not problem.startswith("unverified"):
-                    raise CorruptResultsError(self.path, stage, problem)
-            try:
-                yield f
-            except (OSError, KeyError, RuntimeError) as exc:  # damaged in a way the checksum walk did not meet
-                raise CorruptResultsError(self.path, ",".join(stages) or "?", f"unreadable ({type(exc).__name__}: {str(exc)[:80]})") from None
+    def verified(self, *stages: str):
+        """``with results.verified("relax") as f``: :func:`reading` of this file, checking only ``stages``."""
+        return reading(self.path, "run.output", stages)
 
     # ---- writing ---------------------------------------------------------------
     def write_stage(self, stage: str, writer: Callable[[h5py.Group], None], wall_seconds: "float | StageTimer") -> None:
@@ -282,11 +276,12 @@ class CorruptResultsError(InputError):
         self.stage = stage
 
 
-def open_for_reading(path: str | Path, key: str = "result", verify: bool = True) -> h5py.File:
+def open_for_reading(path: str | Path, key: str = "result", verify: bool = True, stages=None) -> h5py.File:
     """Open a results file read-only; a missing or unreadable file is an InputError naming ``key``.
 
-    ``verify``: every finished stage is checked against its checksum first; a stage that fails (or
-    cannot be read) is a :class:`CorruptResultsError` naming it, so tools never read damaged data as good.
+    ``verify``: the stage groups (``stages``, or every one the file has) are checked against their
+    checksums first; a stage that fails (or cannot be read) is a :class:`CorruptResultsError` naming it,
+    so neither the pipeline nor the tools read damaged data as good.
     """
     path = Path(path)
     if not path.is_file():
@@ -297,7 +292,7 @@ def open_for_reading(path: str | Path, key: str = "result", verify: bool = True)
         raise InputError(key, f"'{path}' is not a readable HDF5 file") from None
     if verify:
         try:
-            problems = verify_file(f)
+            problems = verify_file(f) if stages is None else {stage: verify_group(f, stage) for stage in stages}
         except BaseException:
             f.close()
             raise
@@ -319,14 +314,15 @@ def verify_file(f: h5py.File) -> dict[str, str | None]:
 
 
 @contextmanager
-def reading(path: str | Path, key: str = "result") -> Iterator[h5py.File]:
+def reading(path: str | Path, key: str = "result", stages=None) -> Iterator[h5py.File]:
     """``with reading(path) as f``: :func:`open_for_reading` (verified), and an HDF5 error while
     reading in the body (a file damaged where no checksum looks) is reported as corrupt, not as a traceback."""
-    f = open_for_reading(path, key)
+    f = open_for_reading(path, key, stages=stages)
     try:
         yield f
     except (OSError, KeyError, RuntimeError) as exc:
-        raise CorruptResultsError(Path(path), "?", f"unreadable ({type(exc).__name__}: {str(exc)[:80]})", key=key) from None
+        where = ",".join(stages) if stages else "?"
+        raise CorruptResultsError(Path(path), where, f"unreadable ({type(exc).__name__}: {str(exc)[:80]})", key=key) from None
     finally:
         f.close()
 
