@@ -169,9 +169,10 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "right_layer": Key("int", 1, "Layer taken as D2 of the overlap factor (paper: first diamond layer, +1: C(1)+C(2) or N+C).", minimum=1),
     },
     "cohp": {
-        "lobster_dir": Key("str", "", "Finished VASP+LOBSTER folder (ICOHPLIST.lobster, COHPCAR.lobster, POSCAR/CONTCAR), relative to the input file's folder; needed when run.stages has cohp. Inputs for it: python -m hpc_itc cohp-inputs.", hashed=False),
-        "min_dz_A": Key("float", 0.3, "Bonds whose ends differ in z by no more than this are in-plane and not counted.", unit="Å", minimum=0.0, hashed=False),
-        "plane_tol_A": Key("float", 0.4, "Atoms closer than this in z form one atomic plane.", unit="Å", minimum=0.01, maximum=0.85, hashed=False),
+        "lobster_dir": Key("str", "", "Finished VASP+LOBSTER folder (ICOHPLIST.lobster, COHPCAR.lobster, POSCAR.lobster.vasp/CONTCAR/POSCAR) of an interface slab, a one-material slab or a bulk crystal, relative to the input file's folder; needed when run.stages has cohp. Inputs for it: python -m hpc_itc cohp-inputs.", hashed=False),
+        "min_dz_A": Key("float", 0.3, "Interface bonds whose ends differ along the stacking axis by no more than this are in-plane and not counted.", unit="Å", minimum=0.0, hashed=False),
+        "plane_tol_A": Key("float", 0.4, "Atoms closer than this along the stacking axis form one atomic plane.", unit="Å", minimum=0.01, maximum=0.85, hashed=False),
+        "layer_thickness_A": Key("float", 1.5, "The first layer of each side: its plane nearest the interface and its planes within this distance of it (paper: one Cu(001) plane; C(1)+C(2) of diamond(001)).", unit="Å", minimum=0.0, maximum=10.0, hashed=False),
     },
 }
 

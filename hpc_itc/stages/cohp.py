@@ -25,14 +25,14 @@ def configured_folder(ctx: Context) -> Path | None:
 def is_current(ctx: Context) -> bool:
     """True when /cohp is complete and was made from the configured folder and thresholds.
 
-    ``lobster_dir`` is not part of the input hash, so a finished /cohp may come from
-    another folder; the driver uses this to decide whether to run the stage again.
+    ``[cohp]`` is not part of the input hash, so a finished /cohp may come from another
+    folder or thresholds; the driver uses this to decide whether to run the stage again.
     """
     folder = configured_folder(ctx)
     if folder is None or not ctx.results.is_complete(STAGE):
         return False
     with ctx.results.open() as f:
-        return made_from(f, folder, ctx.cfg.cohp.min_dz_A, ctx.cfg.cohp.plane_tol_A)
+        return made_from(f, folder, ctx.cfg.cohp)
 
 
 def run(ctx: Context) -> None:
@@ -46,10 +46,13 @@ def run(ctx: Context) -> None:
 
     def work() -> None:
         with keyed("cohp.lobster_dir"):  # raises before anything is written
-            result = analyse_lobster_folder(folder, min_dz_A=settings.min_dz_A, plane_tol_A=settings.plane_tol_A)
-        _log.info("cohp: %d interface bonds (Cu %s diamond), mean -ICOHP %.4f eV; %s", result.n_bonds, result.layers.cu_side,
+            result = analyse_lobster_folder(folder, min_dz_A=settings.min_dz_A, plane_tol_A=settings.plane_tol_A,
+                                            layer_thickness_A=settings.layer_thickness_A)
+        what = "interface bonds" if result.layers.kind == "interface" else "bonds"
+        _log.info("cohp: %s: %d %s, mean -ICOHP %.4f eV; %s", result.layers.describe(), result.n_bonds, what,
                   result.minus_icohp_mean_eV,
-                  ", ".join(f"{k} {t.count} x {t.minus_icohp_mean_eV:.4f} eV" for k, t in result.per_type.items()))
+                  ", ".join(f"{k} {t.count} x {t.minus_icohp_mean_eV:.4f} eV" for k, t in list(result.per_type.items())[:6])
+                  + (f", +{len(result.per_type) - 6} more types" if len(result.per_type) > 6 else ""))
         ctx.results.write_stage(STAGE, lambda g: write_cohp_group(g, result), timer)
 
     ctx.on_root(work)

@@ -14,6 +14,11 @@ from hpc_itc.store.h5 import group_complete, write_array
 GROUP = "cohp"
 
 
+def _utf8(strings) -> np.ndarray:
+    """Fixed-length byte strings, UTF-8 encoded (bulk shell types carry 'Å')."""
+    return np.array([str(x).encode("utf-8") for x in strings])
+
+
 def write_cohp_group(g, result: CohpResult) -> None:
     """Fill group /cohp (see docs/results.md)."""
     lay = result.layers
@@ -21,7 +26,9 @@ def write_cohp_group(g, result: CohpResult) -> None:
     write_array(g, "energy", result.energy_eV, "eV", doc="E - E_F (LOBSTER's shifted energy axis)")
     write_array(g, "minus_cohp_mean", result.minus_cohp_mean, "eV",
                 doc="-COHP(E) averaged over the kept interface bonds (spins summed)")
-    write_array(g, "types", np.array(names, dtype="S"), doc="bond-pair types: C(1)-Cu, N-Cu, C(1)-C(2), C-N (N with C(2)), others")
+    write_array(g, "types", _utf8(names),
+                doc="bond types: at an interface the labels of the two ends (C(1)-Cu, N-Cu, C(1)-C(2), C-N for Cu/diamond); "
+                    "in a bulk crystal or one-material slab element pair and shell ('C-C 1.55 Å')")
     write_array(g, "type_count", np.array([result.per_type[t].count for t in names], dtype=int), doc="bonds of each type")
     write_array(g, "type_minus_icohp_mean", np.array([result.per_type[t].minus_icohp_mean_eV for t in names]), "eV",
                 doc="-ICOHP per bond, mean over the bonds of each type")
@@ -32,9 +39,9 @@ def write_cohp_group(g, result: CohpResult) -> None:
     write_array(b, "label", np.array([x.label for x in result.bonds], dtype="S"), doc="COHP# in ICOHPLIST.lobster / COHPCAR.lobster")
     write_array(b, "atom1", np.array([x.atom1 for x in result.bonds], dtype="S"))
     write_array(b, "atom2", np.array([x.atom2 for x in result.bonds], dtype="S"))
-    write_array(b, "type", np.array([x.type for x in result.bonds], dtype="S"))
+    write_array(b, "type", _utf8([x.type for x in result.bonds]))
     write_array(b, "length", np.array([x.length_A for x in result.bonds]), "Å")
-    write_array(b, "dz", np.array([x.dz_A for x in result.bonds]), "Å", doc="z(atom2) - z(atom1)")
+    write_array(b, "dz", np.array([x.dz_A for x in result.bonds]), "Å", doc="atom2 - atom1 along the stacking axis (NaN in a bulk crystal)")
     write_array(b, "weight", np.array([x.weight for x in result.bonds], dtype=int), doc="equivalent bonds per entry (LOBSTER < 3 lists)")
     write_array(b, "minus_icohp", np.array([x.minus_icohp_eV for x in result.bonds]), "eV")
     g.attrs["mean_minus_icohp_eV"] = result.minus_icohp_mean_eV
@@ -46,32 +53,37 @@ def write_cohp_group(g, result: CohpResult) -> None:
     g.attrs["spin_polarized"] = result.spin_polarized
     g.attrs["min_dz_A"] = result.min_dz_A
     g.attrs["plane_tol_A"] = result.plane_tol_A
-    g.attrs["cu_side"] = lay.cu_side
-    g.attrs["first_cu_layer_sites"] = [i + 1 for i in lay.cu_layer]
-    g.attrs["first_diamond_layer_sites"] = [i + 1 for i in lay.diamond_planes[0] + lay.diamond_planes[1]]
+    g.attrs["layer_thickness_A"] = result.layer_thickness_A
+    g.attrs["kind"] = lay.kind
+    g.attrs["stacking_axis"] = lay.stacking_axis
+    g.attrs["sides"] = json.dumps([{"name": side.name, "elements": list(side.elements), "position": side.position,
+                                    "first_layer_sites": [i + 1 for i in side.first_layer],
+                                    "first_layer_planes": len(side.first_layer_planes)} for side in lay.sides])
     g.attrs["n_icohp_entries"] = result.n_icohp_entries
     g.attrs["charge_spilling_percent"] = result.charge_spilling_percent
 
 
 def summary_from_group(g) -> dict[str, Any]:
     """The ``cohp`` entry of ``inspect --json`` from group /cohp."""
-    names = [x.decode() if isinstance(x, bytes) else str(x) for x in g["types"][()]]
+    names = [x.decode("utf-8") if isinstance(x, bytes) else str(x) for x in g["types"][()]]
     return {
         "mean_minus_icohp_eV": float(g.attrs["mean_minus_icohp_eV"]),
         "n_bonds": int(g.attrs["n_bonds"]),
         "per_type": {name: {"count": int(c), "minus_icohp_eV": float(v), "length_A": float(length)}
                      for name, c, v, length in zip(names, g["type_count"][()], g["type_minus_icohp_mean"][()], g["type_length_mean"][()])},
         "folder": str(g.attrs["folder"]),
+        "kind": str(g.attrs.get("kind", "interface")),
+        "sides": [side["name"] for side in json.loads(g.attrs.get("sides", "[]"))],
     }
 
 
-def made_from(f, folder: Path, min_dz_A: float, plane_tol_A: float) -> bool:
-    """True when ``/cohp`` of an open file is complete and was made from ``folder`` with these thresholds."""
+def made_from(f, folder: Path, settings) -> bool:
+    """True when ``/cohp`` of an open file is complete and was made from ``folder`` with these ``[cohp]`` thresholds."""
     if not group_complete(f, GROUP):
         return False
     a = f[GROUP].attrs
-    return (str(a.get("folder", "")) == str(Path(folder).resolve()) and float(a.get("min_dz_A", -1)) == float(min_dz_A)
-            and float(a.get("plane_tol_A", -1)) == float(plane_tol_A))
+    return (str(a.get("folder", "")) == str(Path(folder).resolve())
+            and all(float(a.get(key, -1)) == float(getattr(settings, key)) for key in ("min_dz_A", "plane_tol_A", "layer_thickness_A")))
 
 
 def summary(f) -> dict[str, Any]:

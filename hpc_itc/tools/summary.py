@@ -121,8 +121,10 @@ def _human(s: dict[str, Any], path: str) -> str:
         lines.append(f"ldos: overlap factor S = {s['overlap_factor_per_THz']:.5f} 1/THz between layer {ov['layers'][0]} ({ov['left_atoms']}) and layer {ov['layers'][1]} ({ov['right_atoms']})")
     if "cohp" in s:
         c = s["cohp"]
-        lines.append(f"cohp: mean -ICOHP {c['mean_minus_icohp_eV']:.3f} eV over {c['n_bonds']} interface bonds (" +
-                     ", ".join(f"{k} {v['minus_icohp_eV']:.3f} eV x{v['count']}" for k, v in c["per_type"].items()) + f") from {c['folder']}")
+        what = {"interface": "interface bonds (" + " | ".join(c.get("sides", [])) + ")", "bulk": "bonds of a bulk crystal",
+                "one-material slab": "bonds of a one-material slab"}.get(c.get("kind", "interface"), "bonds")
+        lines.append(f"cohp: mean -ICOHP {c['mean_minus_icohp_eV']:.3f} eV over {c['n_bonds']} {what} (" +
+                     _first(f"{k} {v['minus_icohp_eV']:.3f} eV x{v['count']}" for k, v in c["per_type"].items()) + f") from {c['folder']}")
     if s["wall_seconds"]:
         lines.append("wall time: " + ", ".join(f"{k} {v:.1f} s" for k, v in s["wall_seconds"].items()))
     return "\n".join(lines)
@@ -156,3 +158,10 @@ def inspect_file(path: str, as_json: bool = False, verify: bool = False) -> int:
     else:
         print(_human(s, path))
     return 0
+
+
+def _first(items, n: int = 6) -> str:
+    """The first n items joined; the rest counted (a bulk crystal lists dozens of shells; --json has them all)."""
+    items = list(items)
+    more = f", +{len(items) - n} more types (--json)" if len(items) > n else ""
+    return ", ".join(items[:n]) + more

@@ -140,10 +140,11 @@ def test_round_trip_layers_match_bookkeeping(tmp_path, n_fraction, left):
     assert sorted(int(b.label) for b in res.bonds) == sorted(e[0] for e in expected)
     assert res.minus_icohp_mean_eV == pytest.approx(np.mean([-e[5] for e in expected]), abs=1e-5)
     cu_side = "left" if left == "cu" else "right"
-    assert [i + 1 for i in res.layers.cu_layer] == prov["first_layers_poscar_index"][cu_side]
     d_side = "right" if left == "cu" else "left"
-    assert sorted(i + 1 for p in res.layers.diamond_planes for i in p) == sorted(prov["first_layers_poscar_index"][d_side])
-    assert res.layers.cu_side == ("below" if left == "cu" else "above")
+    assert res.layers.kind == "interface"
+    assert [i + 1 for i in res.layers.side("Cu").first_layer] == prov["first_layers_poscar_index"][cu_side]
+    assert [i + 1 for i in res.layers.side("diamond").first_layer] == sorted(prov["first_layers_poscar_index"][d_side])
+    assert res.layers.side("Cu").position == ("below" if left == "cu" else "above")
     assert set(res.per_type) <= {"C(1)-Cu", "N-Cu", "C(1)-C(2)", "C-N", "C(2)-Cu"}
     assert ("N-Cu" in res.per_type) == (n_fraction > 0) and ("C-N" in res.per_type) == (n_fraction > 0)
 
