@@ -50,6 +50,8 @@ def _parser() -> argparse.ArgumentParser:
     pl = sub.add_parser("plot", help="figures (PNG and PDF) from one or more results files")
     pl.add_argument("results", nargs="+")
     pl.add_argument("--out", required=True, help="folder for the figures")
+    pl.add_argument("--temperature", type=float, default=300.0, metavar="K",
+                    help="temperature of the ITC, cumulative and spectral figures (one of transport.temperatures_K; default 300)")
     c = sub.add_parser("cohp-inputs", help="VASP + LOBSTER inputs for a slab cut from the relaxed interface")
     c.add_argument("result")
     c.add_argument("outdir")
@@ -146,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "plot":
             from hpc_itc.tools.plot import plot_files
 
-            for name, where in plot_files(args.results, args.out).items():
+            for name, where in plot_files(args.results, args.out, args.temperature).items():
                 print(f"{name}: {where}")
             return 0
         if args.command == "cohp-inputs":

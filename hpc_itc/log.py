@@ -42,22 +42,45 @@ def get(name: str) -> logging.Logger:
 
 
 class Progress:
-    """Prints 'label: done/total (pct), elapsed, eta' at most every ``interval`` seconds."""
+    """Prints 'label: done/total (pct), elapsed, eta' at most every ``interval`` seconds.
+
+    The ETA is the work left divided by the rate observed so far.  Tasks of unequal cost pass
+    their cost as ``work`` (e.g. the incident modes a transport task solves), so that the
+    estimate follows the work left, not the task count; the first task, which pays one-off set-up
+    (lead modes, caches, imports), is left out of the rate once a second one has finished.
+    """
 
     def __init__(self, logger: logging.Logger, label: str, total: int, interval: float = 30.0, done: int = 0,
-                 upper_bound: bool = False):
-        """``upper_bound``: ``total`` is a maximum, not the work to do (an optimizer's step limit): no percentage, no ETA."""
+                 upper_bound: bool = False, total_work: float | None = None):
+        """``upper_bound``: ``total`` is a maximum, not the work to do (an optimizer's step limit): no percentage, no ETA.
+        ``total_work``: the summed cost of the ``total`` tasks (default: one unit per task)."""
         self.upper_bound = upper_bound
         self.logger = logger
         self.label = label
         self.total = max(int(total), 0)
         self.interval = interval
         self.done = done
-        self._start_done = done
+        self._total_work = None if total_work is None else float(total_work)
+        self.work_done = float(done) if total_work is None else 0.0
         self._t0 = time.monotonic()
         self._last = self._t0
+        self._first: tuple[float, float] | None = None  # (time, work done) when the first task of this run finished
 
-    def update(self, n: int = 1, force: bool = False) -> None:
+    @property
+    def total_work(self) -> float:
+        return self._total_work if self._total_work is not None else float(self.total)
+
+    def eta_seconds(self, now: float) -> float:
+        """Seconds left at the observed rate (NaN before any work is done)."""
+        left = self.total_work - self.work_done
+        if self._first is not None and self.work_done > self._first[1] and now > self._first[0]:
+            rate = (self.work_done - self._first[1]) / (now - self._first[0])
+        else:
+            span = now - self._t0
+            rate = self.work_done / span if span > 0 and self.work_done > 0 else 0.0
+        return left / rate if rate > 0 else float("nan")
+
+    def update(self, n: int = 1, force: bool = False, work: float | None = None) -> None:
         self.done += n
         now = time.monotonic()
         if self.upper_bound:
@@ -65,13 +88,17 @@ class Progress:
                 self._last = now
                 self.logger.info("%s: %d (at most %d), %.1f s elapsed", self.label, self.done, self.total, now - self._t0)
             return
+        first_now = self._first is None
+        self.work_done += float(n if work is None else work)
         if force or now - self._last >= self.interval or self.done >= self.total:
             self._last = now
             elapsed = now - self._t0
-            rate = (self.done - self._start_done) / elapsed if elapsed > 0 else 0.0
-            remaining = (self.total - self.done) / rate if rate > 0 else float("nan")
-            pct = 100.0 * self.done / self.total if self.total else 100.0
-            self.logger.info("%s: %d/%d (%.0f%%), %.1f s elapsed, eta %.1f s", self.label, self.done, self.total, pct, elapsed, remaining)
+            pct = 100.0 * self.work_done / self.total_work if self.total_work else 100.0
+            eta = self.eta_seconds(now)
+            self.logger.info("%s: %d/%d (%.0f%% of the work), %.1f s elapsed, eta %s", self.label, self.done, self.total, pct,
+                             elapsed, "unknown" if eta != eta else f"{eta:.0f} s")
+        if first_now:
+            self._first = (now, self.work_done)
 
 
 def quiet_known_warnings() -> None:

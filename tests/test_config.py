@@ -174,3 +174,20 @@ def test_progress_of_an_upper_bound_has_no_eta():
     progress = Progress(logger, "relax steps", 500, interval=0.0, upper_bound=True)
     progress.update()
     assert lines == [lines[0]] and lines[0].startswith("relax steps: 1 (at most 500)") and "eta" not in lines[0]
+
+
+def test_progress_eta_follows_the_work_left(monkeypatch):
+    """Tasks of unequal cost: the ETA is the work left over the rate seen after the first (set-up) task."""
+    import logging
+
+    from hpc_itc import log as logmod
+
+    clock = [0.0]
+    monkeypatch.setattr(logmod.time, "monotonic", lambda: clock[0])
+    progress = logmod.Progress(logging.getLogger("eta_test"), "tasks", 4, interval=0.0, total_work=10.0)
+    clock[0] = 10.0  # the first task (cost 1) pays 9 s of set-up
+    progress.update(work=1.0)
+    assert progress.eta_seconds(clock[0]) == pytest.approx(9.0 / 0.1)  # one task seen: its own rate is all there is
+    clock[0] = 14.0  # the second (cost 4) takes 4 s: 1 unit/s
+    progress.update(work=4.0)
+    assert progress.eta_seconds(clock[0]) == pytest.approx(5.0)  # 5 units left at 1 unit/s (task count would say 14 s)

@@ -32,7 +32,6 @@ FCC_POINTS_CUBIC = {
     "X_inplane": (1.0, 0.0, 0.0),  # X along [100], in the interface plane (differs from X when strained)
 }
 FCC_PATH = (("G", "X", "U"), ("K", "G", "L", "W", "X"))
-TEX = {"G": r"$\Gamma$", "X_inplane": r"X$_\parallel$"}
 REFERENCE_FILE = Path(__file__).resolve().parents[1] / "data" / "reference_phonons.toml"
 
 # which computed modes each reference entry is compared with: (point, branch, indices within the branch)
@@ -154,46 +153,3 @@ def lead_phonons(phonon, lattice: np.ndarray, material: str, mesh=(16, 16, 16), 
     return LeadPhonons(material, qpts, dist, freqs, seg, names, np.array(where), np.asarray(dos["frequency_points"], float),
                        np.asarray(dos["total_dos"], float), tuple(int(x) for x in mesh), points,
                        compare_with_reference(material, points, n_basis))
-
-
-def plot_phonons(leads: dict[str, LeadPhonons], path: str | Path) -> Path | None:
-    """Dispersion and DOS of each lead in one PNG; returns the path, or None without matplotlib."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except Exception:  # noqa: BLE001 - the plot is optional
-        return None
-    path = Path(path)
-    fig, axes = plt.subplots(len(leads), 2, figsize=(9, 3.6 * len(leads)), squeeze=False,
-                             gridspec_kw={"width_ratios": [3, 1]})
-    for row, (name, ph) in zip(axes, leads.items()):
-        ax, ax_dos = row
-        for s in np.unique(ph.path_segment):
-            sel = ph.path_segment == s
-            ax.plot(ph.path_distances[sel], ph.path_frequencies[sel], color="C0", lw=1)
-        for x in ph.label_distances:
-            ax.axvline(x, color="0.7", lw=0.5)
-        ax.set_xticks(ph.label_distances)
-        ax.set_xticklabels(["|".join(TEX.get(p, p) for p in l.split("|")) for l in ph.label_names])
-        ax.set_xlim(ph.label_distances[0], ph.label_distances[-1])
-        ax.set_ylabel("frequency (THz)")
-        ax.set_title(f"{name} ({ph.material})")
-        marked = False
-        for label, _, ref in ph.comparison:
-            point = REFERENCE_MATCH[ph.material][label][0]
-            xs = [x for l, x in zip(ph.label_names, ph.label_distances) if point in l.split("|")]
-            for x in xs:
-                ax.plot(x, ref, "o", color="C3", ms=4, label=None if marked else "experiment")
-                marked = True
-        if marked:
-            ax.legend(loc="lower right", fontsize=8)
-        ax_dos.plot(ph.dos, ph.dos_frequencies, color="C0", lw=1)
-        ax_dos.set_ylim(ax.get_ylim())
-        ax_dos.set_xlabel("DOS (1/THz)")
-        ax_dos.set_yticklabels([])
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path

@@ -84,6 +84,14 @@ class LayerCell:
         return LayerCell(self.material, inplane_A or self.inplane_A, layer_step_A or self.layer_step_A)
 
 
+DISPLAY_NAMES = {"cu": "Cu", "diamond": "diamond"}  # how figures, inspect and logs name the materials
+
+
+def display_name(material: str) -> str:
+    """'Cu' for 'cu', 'diamond' for 'diamond' (any other name as given)."""
+    return DISPLAY_NAMES.get(material, material)
+
+
 def cubic_layer_cell(material: str, a_A: float) -> LayerCell:
     """Unstrained cubic crystal with lattice constant ``a_A``."""
     return LayerCell(material, a_A / np.sqrt(2.0), a_A / 2.0)

@@ -26,7 +26,7 @@ from hpc_itc.core.force_constants import (
 )
 from hpc_itc.core.harmonic import RealSpaceIFC
 from hpc_itc.core.mlip import evaluate_forces
-from hpc_itc.core.phonons import lead_phonons, plot_phonons
+from hpc_itc.core.phonons import lead_phonons
 from hpc_itc.errors import keyed
 from hpc_itc.parallel import my_share
 from hpc_itc.stages.context import MLIP_KEYS, Context
@@ -159,12 +159,5 @@ def _summed(ctx: Context, het, part_plans: list[PartPlan]):
             attrs.update(interface_stability(het, ifc, lead_ifcs, ctx.cfg.structure.interface_shift_frac != ()))
         records.append((plan, forces, attrs))
 
-    out = ctx.results.path
-    try:
-        png = plot_phonons(phonons, out.with_name(out.stem + "_phonons.png"))
-        if png is not None:
-            _log.info("lead phonon dispersions and DOS: %s", png)
-    except Exception as exc:  # noqa: BLE001 - a plot never fails the stage
-        _log.warning("phonon plot not written (%s: %s)", type(exc).__name__, exc)
     return lambda g: write_force_constants(g, records, phonons, lambda plan, forces: _force_rows(ctx, plan, forces),
                                            cutoff, opts.symprec, opts.device_route)

@@ -114,6 +114,14 @@ def plan(settings: TransportSettings, meshes: SampledMeshes, reds: dict, paths: 
     return tasks
 
 
+def task_cost(system: InterfaceSystem, task: Task) -> int:
+    """Incident modes a task solves, the measure of its cost for the progress ETA: a mesh task's columns each hold
+    N3 q_z points, a path task one point per item; every point has 3 x (atoms of the incident lead's cell) bands."""
+    bands = system.primitive(DIRECTION_SIDE[task.direction][0]).n_dof
+    per_item = task.mesh[2] if task.kind == "mesh" and task.mesh is not None else 1
+    return len(task.items) * per_item * bands
+
+
 def definition(task: Task, reds: dict, paths: dict) -> dict:
     """What a task computes, for its checkpoint's identity: the k_par columns it solves (or the path
     points), on which mesh, from which lead.  A checkpoint of another definition is not reused."""
@@ -170,7 +178,9 @@ def run(ctx: Context) -> None:
                   len(system.partition) - 1, system.left.n_dof, system.right.n_dof, t.solver,
                   system.sum_rule_correction_eV_A2)
     mine = [todo[k] for k in my_share(range(len(todo)), ctx.comm)]
-    progress = logmod.Progress(_log, "transport tasks (rank 0 share)", len(mine), ctx.cfg.run.progress_seconds)
+    costs = {task.task_id: task_cost(system, task) for task in mine}
+    progress = logmod.Progress(_log, "transport tasks (rank 0 share)", len(mine), ctx.cfg.run.progress_seconds,
+                               total_work=sum(costs.values()))
     # the block solves (and lead modes) are small matrices: threaded BLAS only adds overhead, and on
     # top of one rank per core it oversubscribes; the dense solver may use the cores a rank has
     blas_threads = 1 if t.solver == "rgf" else max(1, (os.cpu_count() or 1) // (ranks_on_node() if ctx.comm.size > 1 else 1))
@@ -180,7 +190,7 @@ def run(ctx: Context) -> None:
             checkpoints = ctx.checkpoints(STAGE)
             for task in mine:
                 checkpoints.save(task.part, task.task_id, expected[task.part][task.task_id], **run_task(system, task, t.solver, reds, paths))
-                progress.update()
+                progress.update(work=costs[task.task_id])
 
     ctx.run_share(my_tasks)
 

@@ -90,6 +90,20 @@ def write_phonons(group, ph: LeadPhonons) -> None:
         write_array(group, "reference_THz", np.array([c[2] for c in ph.comparison]), "THz")
 
 
+def read_lead_phonons(group) -> LeadPhonons:
+    """The group written by :func:`write_phonons`, as the LeadPhonons it was made from (distances without 2 pi)."""
+    two_pi = 2.0 * np.pi
+    points = {name: {"q": g["q_reduced"][()], "frequencies": g["frequencies"][()], "longitudinal": g["longitudinal_fraction"][()]}
+              for name, g in group["points"].items()}
+    comparison = []
+    if "reference_labels" in group:
+        comparison = [(label.decode(), float(c), float(r)) for label, c, r in
+                      zip(group["reference_labels"][()], group["computed_THz"][()], group["reference_THz"][()])]
+    return LeadPhonons(str(group.attrs["material"]), group["q_frac"][()], group["distance"][()] / two_pi, group["frequency"][()],
+                       group["segment"][()], [x.decode() for x in group["labels"][()]], group["label_positions"][()] / two_pi,
+                       group["dos_frequencies"][()], group["dos"][()], tuple(int(x) for x in group.attrs["mesh"]), points, comparison)
+
+
 def read_phonons(group) -> dict:
     """The stored comparison and high-symmetry frequencies, as plain Python (for inspect)."""
     out = {"points_THz": {name: [float(x) for x in group["points"][name]["frequencies"][()]] for name in group["points"]}}

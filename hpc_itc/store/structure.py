@@ -72,3 +72,20 @@ def summary(group) -> dict[str, Any]:
     """Atom counts of a stored slab (``inspect``: n_atoms, n_atoms_device)."""
     region = group["region"][()]
     return {"n_atoms": int(len(region)), "n_atoms_device": int(np.count_nonzero(region == 1))}
+
+
+def material_names(f) -> dict[str, str]:
+    """{'left': 'Cu', 'right': 'diamond'} from /structure of an open file ('left'/'right' before the stage)."""
+    from hpc_itc.core.structure import display_name
+
+    out = {}
+    for side in ("left", "right"):
+        key = f"structure/{side}_lead"
+        out[side] = display_name(str(f[key].attrs.get("material", side))) if key in f else side
+    return out
+
+
+def direction_name(names: dict[str, str], direction: str) -> str:
+    """'Cu → diamond' for left_to_right (phonons incident from the left material)."""
+    a, b = (names["left"], names["right"]) if direction == "left_to_right" else (names["right"], names["left"])
+    return f"{a} → {b}"

@@ -76,9 +76,16 @@ def main_check_model(args) -> int:
     with contextlib.redirect_stdout(sys.stderr):
         summary, phonons = check(args.model, args.device, args.dtype)
     if args.plot:
-        from hpc_itc.core.phonons import plot_phonons
+        import matplotlib
 
-        plot_phonons({f"{m}": ph for m, ph in phonons.items()}, args.plot)
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        from hpc_itc.tools.plot import lead_phonon_figure
+
+        fig = lead_phonon_figure([(ph, f"{args.model}: {m} (unstrained)") for m, ph in phonons.items()], plt)
+        fig.savefig(args.plot, dpi=150)
+        plt.close(fig)
     if args.json:
         json.dump(summary, sys.stdout, indent=2)
         sys.stdout.write("\n")

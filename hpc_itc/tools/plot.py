@@ -13,23 +13,54 @@ from typing import Callable
 import h5py
 import numpy as np
 
+from hpc_itc.core.structure import display_name
+from hpc_itc.errors import InputError
 from hpc_itc.store.file import open_for_reading
 from hpc_itc.store.h5 import read_str_array
-from hpc_itc.store.structure import read_atoms
+from hpc_itc.store.structure import direction_name as _direction_name
+from hpc_itc.store.structure import material_names, read_atoms
 
 _COLOURS = {"Cu": "#c87533", "C": "#404040", "N": "#3050f8"}
+DIRECTIONS = ("left_to_right", "right_to_left")
+CUMULATIVE_SHARE = 0.999  # cumulative plots stop a little past where h reaches this share of its total
 
 
 def _ticks(names: list[str]) -> list[str]:
-    return ["Γ" if n.upper() in ("G", "GAMMA") else n for n in names]
+    return ["|".join("Γ" if n.upper() in ("G", "GAMMA") else n for n in name.split("|")) for name in names]
+
+
+def _materials(f: h5py.File) -> tuple[str, str]:
+    """Display names of the left and right materials ("Cu", "diamond"), from /structure."""
+    names = material_names(f)
+    return names["left"], names["right"]
+
+
+def direction_name(f: h5py.File, direction: str) -> str:
+    """'Cu → diamond' for left_to_right in a Cu/diamond file (phonons incident from the first material)."""
+    return _direction_name(material_names(f), direction)
 
 
 def _label(f: h5py.File, path: str) -> str:
+    """'quick: Cu/diamond, bare' or 'cu_n_diamond: Cu/diamond, N-terminated'."""
     name = Path(path).stem
-    if "structure" in f:
-        n = len(f["structure/n_sites"])
-        return f"{name} (N sites: {n})" if n else name
-    return name
+    if "structure" not in f:
+        return name
+    left, right = _materials(f)
+    n = len(f["structure/n_sites"])
+    return f"{name}: {left}/{right}, " + ("N-terminated" if n else "bare")
+
+
+def _temperature_index(g, temperature_K: float, path: str) -> int:
+    temps = g["temperatures"][()]
+    k = int(np.argmin(np.abs(temps - temperature_K)))
+    if abs(temps[k] - temperature_K) > 1e-6:
+        raise InputError("--temperature", f"{temperature_K:g} K is not stored in {path}; it holds {', '.join(f'{t:g}' for t in temps)} K "
+                         "(transport.temperatures_K)")
+    return k
+
+
+def _finished_transport(files):
+    return [(p, f) for p, f in files if "transport" in f and f["transport"].attrs.get("complete", False)]
 
 
 def fig_structure(files, plt):
@@ -57,9 +88,10 @@ def fig_structure(files, plt):
             ax.set_xlabel(("x [110]" if axis == 0 else "y [-110]") + " (Å)")
             ax.set_aspect("equal", adjustable="datalim")
         gap = pos[side == 1, 2].min() - pos[side == 0, 2].max()
-        axes[0][2 * k].set_title(f"{_label(f, path)}\nplane gap {gap:.2f} Å", fontsize=8)
+        left, right = _materials(f)
+        axes[0][2 * k].set_title(f"{_label(f, path)}\n{left} below, {right} above; plane gap {gap:.2f} Å", fontsize=8)
+        axes[0][2 * k].legend(fontsize=8, loc="upper left")
     axes[0][0].set_ylabel("z - interface plane (Å)  (grey: device)")
-    axes[0][0].legend(fontsize=8)
     return fig, None
 
 
@@ -87,76 +119,131 @@ def fig_registry(files, plt):
     return fig, None
 
 
-def fig_itc(files, plt):
-    have = [(p, f) for p, f in files if "transport" in f and f["transport"].attrs.get("complete", False)]
+def fig_itc(files, plt, temperature_K: float = 300.0):
+    """Fig. 3b: h in both directions for each file (bare and N-terminated side by side), values on the bars."""
+    have = _finished_transport(files)
     if not have:
         return None, "no finished transport stage"
-    fig, ax = plt.subplots(figsize=(5, 3.5))
-    width = 0.8 / max(len(have), 1)
-    directions = ("left_to_right", "right_to_left")
+    fig, ax = plt.subplots(figsize=(2.2 + 2.0 * len(have), 3.8))
+    width = 0.38
+    top = 0.0
     for k, (path, f) in enumerate(have):
         g = f["transport"]
-        temps = g["temperatures"][()]
-        t_index = int(np.argmin(np.abs(temps - 300.0)))
-        values = [g[d]["itc"][t_index] if d in g else np.nan for d in directions]
-        ax.bar(np.arange(2) + k * width, values, width, label=_label(f, path))
-    ax.set_xticks(np.arange(2) + 0.4 - width / 2, ["left → right", "right → left"])
-    ax.set_ylabel(f"ITC at {temps[t_index]:.0f} K (MW m$^{{-2}}$ K$^{{-1}}$)")
-    ax.legend(fontsize=8)
+        t = _temperature_index(g, temperature_K, path)
+        for j, direction in enumerate(DIRECTIONS):
+            if direction not in g:
+                continue
+            value = float(g[direction]["itc"][t])
+            bars = ax.bar(k + (j - 0.5) * width, value, width * 0.95, color=("C0", "C1")[j],
+                          label=direction_name(f, direction) if k == 0 else None)
+            ax.bar_label(bars, fmt="%.1f", fontsize=8, padding=2)
+            top = max(top, value)
+    ax.set_xticks(np.arange(len(have)), [_label(f, p).replace(": ", "\n", 1) for p, f in have], fontsize=8)
+    ax.set_ylim(0, 1.18 * top if top > 0 else 1)
+    ax.set_ylabel("ITC h (MW m$^{-2}$ K$^{-1}$)")
+    ax.set_title(f"interfacial thermal conductance at {temperature_K:g} K", fontsize=9)
+    ax.legend(fontsize=8, title="phonons incident", title_fontsize=8, loc="upper left")
     return fig, None
 
 
-def fig_cumulative(files, plt):
-    return _per_direction(files, plt, "cumulative_itc", "cumulative ITC (MW m$^{-2}$ K$^{-1}$)", "frequency_grid")
+def fig_cumulative(files, plt, temperature_K: float = 300.0):
+    """Fig. 4a: h accumulated over frequency, per direction; x cut where it has saturated."""
+    return _per_direction(files, plt, temperature_K, "cumulative_itc", "frequency_grid",
+                          "cumulative ITC  h(ν) = ∫$_0^ν$ h$_ν$′ dν′  (MW m$^{-2}$ K$^{-1}$)")
 
 
-def fig_spectral(files, plt):
-    return _per_direction(files, plt, "spectral_transmission", "spectral transmittance", "frequency_bin_edges")
+def fig_spectral(files, plt, temperature_K: float = 300.0):
+    """Fig. 4b: mean transmittance per frequency bin (weights of the Landauer sum), per direction."""
+    return _per_direction(files, plt, temperature_K, "spectral_transmission", "frequency_bin_edges",
+                          "spectral transmittance: mean T(ν) of the incident\nmodes in each bin, weighted by ħω v$_z$ ∂f/∂T")
 
 
-def _per_direction(files, plt, key: str, ylabel: str, grid_key: str):
-    have = [(p, f) for p, f in files if "transport" in f and f["transport"].attrs.get("complete", False)]
+def _heat_flow_limit_THz(have, temperature_K: float) -> float:
+    """The frequency beyond which no file's cumulative h grows (CUMULATIVE_SHARE of its total), plus 15 %."""
+    limit = 0.0
+    for path, f in have:
+        g = f["transport"]
+        t = _temperature_index(g, temperature_K, path)
+        grid = g["frequency_grid"][()]
+        for direction in DIRECTIONS:
+            if direction not in g:
+                continue
+            cum = g[direction]["cumulative_itc"][t]
+            total = cum[-1]
+            if total > 0:
+                limit = max(limit, float(grid[int(np.argmax(cum >= CUMULATIVE_SHARE * total))]))
+    return 1.15 * limit if limit > 0 else float("nan")
+
+
+def _per_direction(files, plt, temperature_K: float, key: str, grid_key: str, ylabel: str):
+    have = _finished_transport(files)
     if not have:
         return None, "no finished transport stage"
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.5), sharey=True)
-    for ax, direction in zip(axes, ("left_to_right", "right_to_left")):
+    x_max = _heat_flow_limit_THz(have, temperature_K)
+    fig, axes = plt.subplots(1, 2, figsize=(9.5, 3.8), sharey=True)
+    for ax, direction in zip(axes, DIRECTIONS):
         for path, f in have:
             g = f["transport"]
             if direction not in g:
                 continue
-            temps = g["temperatures"][()]
-            t_index = int(np.argmin(np.abs(temps - 300.0)))
+            t = _temperature_index(g, temperature_K, path)
             grid = g[grid_key][()]
-            y = g[direction][key][t_index]
+            y = g[direction][key][t]
             x = 0.5 * (grid[1:] + grid[:-1]) if grid_key == "frequency_bin_edges" else grid
-            ax.plot(x, y, label=_label(f, path))
-        ax.set_title(direction.replace("_", " "), fontsize=9)
-        ax.set_xlabel("frequency (THz)")
-    axes[0].set_ylabel(ylabel)
-    axes[0].legend(fontsize=8)
+            ax.plot(x, y, label=_label(f, path), lw=1.2)
+        ax.set_title(f"{direction_name(have[0][1], direction)}, {temperature_K:g} K", fontsize=9)
+        ax.set_xlabel("frequency ν (THz)")
+        if np.isfinite(x_max):
+            ax.set_xlim(0, x_max)
+        ax.set_ylim(bottom=0)
+    axes[0].set_ylabel(ylabel, fontsize=8)
+    axes[0].legend(fontsize=7)
     return fig, None
 
 
+def _path_segments(distance: np.ndarray) -> list[slice]:
+    """Continuous pieces of a band path: a new piece where the distance does not advance (a jump such as U|K)."""
+    breaks = [0] + [i + 1 for i in np.flatnonzero(np.diff(distance) <= 1e-12)] + [len(distance)]
+    return [slice(a, b) for a, b in zip(breaks[:-1], breaks[1:]) if b - a > 1]
+
+
 def fig_mode_maps(files, plt):
-    have = [(p, f) for p, f in files if "transport" in f and any(f"transport/{d}/path" in f for d in ("left_to_right", "right_to_left"))]
+    """Figs. 4c,d: the incident lead's dispersion along the path, each branch coloured by its transmittance."""
+    from matplotlib.collections import LineCollection
+
+    have = [(p, f) for p, f in files if "transport" in f and any(f"transport/{d}/path" in f for d in DIRECTIONS)]
     if not have:
         return None, "no mode-resolved path data (transport.path_points = 0 or an older file)"
-    panels = [(p, f, d) for p, f in have for d in ("left_to_right", "right_to_left") if f"transport/{d}/path" in f]
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 4), squeeze=False)
-    for ax, (path, f, direction) in zip(axes[0], panels):
-        g = f[f"transport/{direction}/path"]
-        dist = g["distance"][()]
-        freq = g["frequency"][()]
-        trans = g["transmission"][()]
-        sc = None
-        for band in range(freq.shape[1]):
-            sc = ax.scatter(dist, freq[:, band], c=trans[:, band], s=6, cmap="viridis", vmin=0, vmax=1)
-        if "label_positions" in g:
-            ax.set_xticks(g["label_positions"][()], _ticks(read_str_array(g["labels"])))
-        ax.set_title(f"{_label(f, path)}\n{direction.replace('_', ' ')}", fontsize=8)
-        ax.set_ylabel("frequency (THz)")
-        if sc is not None:
-            fig.colorbar(sc, ax=ax, label="transmittance")
+    fig, axes = plt.subplots(len(have), 2, figsize=(10, 3.9 * len(have)), squeeze=False, layout="constrained")
+    line = None
+    for row, (path, f) in zip(axes, have):
+        for ax, direction in zip(row, DIRECTIONS):
+            key = f"transport/{direction}/path"
+            if key not in f:
+                ax.set_visible(False)
+                continue
+            g = f[key]
+            dist, freq, trans = g["distance"][()], g["frequency"][()], g["transmission"][()]
+            for piece in _path_segments(dist):
+                for band in range(freq.shape[1]):
+                    x, y, c = dist[piece], freq[piece, band], trans[piece, band]
+                    points = np.column_stack([x, y])
+                    segments = np.stack([points[:-1], points[1:]], axis=1)
+                    line = LineCollection(segments, cmap="viridis", norm=plt.Normalize(0, 1), linewidths=1.6)
+                    line.set_array(0.5 * (c[:-1] + c[1:]))
+                    ax.add_collection(line)
+            if "label_positions" in g:
+                positions = g["label_positions"][()]
+                ax.set_xticks(positions, _ticks(read_str_array(g["labels"])))
+                for x in positions:
+                    ax.axvline(x, color="0.85", lw=0.5, zorder=-1)
+            ax.set_xlim(dist[0], dist[-1])
+            ax.set_ylim(0, 1.04 * np.nanmax(freq))
+            incident = direction_name(f, direction).split(" → ")[0]
+            ax.set_title(f"{_label(f, path)}\n{direction_name(f, direction)}: {incident} lead modes", fontsize=8)
+            ax.set_ylabel("frequency (THz)")
+    if line is not None:
+        fig.colorbar(line, ax=axes.ravel().tolist(), label="transmittance T", shrink=0.9)
     return fig, None
 
 
@@ -184,21 +271,63 @@ def fig_ldos(files, plt):
     return fig, None
 
 
+def draw_lead_phonons(ax, ax_dos, ph, title: str) -> None:
+    """Dispersion (continuous per straight segment), DOS and the experimental points of one lead (core.phonons.LeadPhonons)."""
+    from hpc_itc.core.phonons import REFERENCE_MATCH
+
+    for s in np.unique(ph.path_segment):
+        sel = ph.path_segment == s
+        ax.plot(ph.path_distances[sel], ph.path_frequencies[sel], color="C0", lw=1)
+    for x in ph.label_distances:
+        ax.axvline(x, color="0.8", lw=0.5)
+    ax.set_xticks(ph.label_distances, _ticks(list(ph.label_names)))
+    ax.set_xlim(ph.path_distances[0], ph.path_distances[-1])
+    marked = False
+    for label, _, ref in ph.comparison:
+        point = REFERENCE_MATCH.get(ph.material, {}).get(label, (None,))[0]
+        for x in [x for n, x in zip(ph.label_names, ph.label_distances) if point in n.split("|")]:
+            ax.plot(x, ref, "o", mfc="none", mec="C3", ms=6, mew=1.2, label=None if marked else "experiment (unstrained crystal)")
+            marked = True
+    if marked:
+        ax.legend(loc="lower right", fontsize=7)
+    ax.set_title(title, fontsize=8)
+    ax.set_ylabel("frequency (THz)")
+    ax_dos.plot(ph.dos, ph.dos_frequencies, color="C0", lw=1)
+    ax_dos.set_ylim(ax.get_ylim())
+    ax_dos.set_xlim(left=0)
+    ax_dos.set_xlabel("DOS (states/THz per cell)", fontsize=8)
+    ax_dos.set_yticklabels([])
+
+
+def lead_phonon_figure(panels, plt):
+    """One row (dispersion | DOS) per (LeadPhonons, title)."""
+    fig, axes = plt.subplots(len(panels), 2, figsize=(8.5, 3.3 * len(panels)), squeeze=False, gridspec_kw={"width_ratios": [3, 1]})
+    for (ax, ax_dos), (ph, title) in zip(axes, panels):
+        draw_lead_phonons(ax, ax_dos, ph, title)
+    fig.tight_layout()
+    return fig
+
+
 def fig_dispersions(files, plt):
-    have = [(p, f, lead) for p, f in files for lead in ("left_lead", "right_lead") if f"force_constants/{lead}/phonons" in f]
-    if not have:
+    """Each lead's bulk dispersion and DOS from its force constants, with the experimental points (reference_phonons.toml)."""
+    from hpc_itc.store.force_constants import read_lead_phonons
+
+    panels, seen = [], []
+    for path, f in files:
+        for lead in ("left_lead", "right_lead"):
+            key = f"force_constants/{lead}/phonons"
+            if key not in f:
+                continue
+            ph = read_lead_phonons(f[key])
+            if any(ph.path_frequencies.shape == o.shape and np.allclose(ph.path_frequencies, o, atol=1e-6) for o in seen):
+                continue  # the same lead in another file (bare and N-terminated share their leads)
+            seen.append(ph.path_frequencies)
+            strained = str(f["structure"].attrs.get("strained_side", "")) if "structure" in f else ""
+            note = ", strained in plane to the interface cell" if strained and lead.startswith(strained) else ""
+            panels.append((ph, f"{_label(f, path)}: {display_name(ph.material)} lead{note}"))
+    if not panels:
         return None, "no lead dispersions stored (force-constant stage without phonons)"
-    fig, axes = plt.subplots(1, len(have), figsize=(4 * len(have), 3.5), squeeze=False)
-    for ax, (path, f, lead) in zip(axes[0], have):
-        g = f[f"force_constants/{lead}/phonons"]
-        dist = g["distance"][()]
-        freq = g["frequency"][()]
-        ax.plot(dist, freq, "k-", lw=0.8)
-        if "label_positions" in g:
-            ax.set_xticks(g["label_positions"][()], _ticks(read_str_array(g["labels"])))
-        ax.set_title(f"{_label(f, path)}: {lead.replace('_', ' ')}", fontsize=8)
-        ax.set_ylabel("frequency (THz)")
-    return fig, None
+    return lead_phonon_figure(panels, plt), None
 
 
 def fig_cohp(files, plt):
@@ -210,7 +339,8 @@ def fig_cohp(files, plt):
         g = f["cohp"]
         ax.plot(g["minus_cohp_mean"][()], g["energy"][()], label=_label(f, path))
     ax.axhline(0, color="k", lw=0.5, ls="--")
-    ax.set_xlabel("-COHP (averaged over interface bonds)")
+    kinds = {str(f["cohp"].attrs.get("kind", "interface")) for _, f in have}
+    ax.set_xlabel("-COHP (eV), averaged over " + ("the interface bonds" if kinds == {"interface"} else "the kept bonds"))
     ax.set_ylabel("E - E$_F$ (eV)")
     ax.legend(fontsize=8)
     return fig, None
@@ -229,8 +359,15 @@ FIGURES: dict[str, Callable] = {
 }
 
 
-def plot_files(paths: list[str], out_dir: str) -> dict[str, str]:
-    """Write every figure the files support; returns {figure: path or 'skipped: reason'}."""
+TEMPERATURE_FIGURES = ("itc", "cumulative_itc", "spectral_transmission")
+
+
+def plot_files(paths: list[str], out_dir: str, temperature_K: float = 300.0) -> dict[str, str]:
+    """Write every figure the files support; returns {figure: path or 'skipped: reason'}.
+
+    ``temperature_K`` chooses the temperature of the ITC, cumulative and spectral figures; it must be
+    one of the file's transport.temperatures_K (else InputError naming --temperature).
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -244,11 +381,12 @@ def plot_files(paths: list[str], out_dir: str) -> dict[str, str]:
             handles.append((p, open_for_reading(p)))
         report = {}
         for name, make in FIGURES.items():
-            fig, why = make(handles, plt)
+            fig, why = make(handles, plt, temperature_K) if name in TEMPERATURE_FIGURES else make(handles, plt)
             if fig is None:
                 report[name] = f"skipped: {why}"
                 continue
-            fig.tight_layout()
+            if fig.get_layout_engine() is None:
+                fig.tight_layout()
             for ext in ("png", "pdf"):
                 fig.savefig(out / f"{name}.{ext}", dpi=150)
             plt.close(fig)

@@ -40,6 +40,7 @@ def summary(path: str | Path) -> dict[str, Any]:
             "stages_missing": [s for s in requested if s not in complete],
             "wall_seconds": {s: float(f[s].attrs["wall_seconds"]) for s in complete if "wall_seconds" in f[s].attrs},
         }
+        out["materials"] = structure_store.material_names(f)
         geometry = "relax" if "relax" in complete else ("structure" if "structure" in complete else None)
         if geometry is not None:
             out.update(structure_store.summary(f[geometry]))
@@ -70,6 +71,8 @@ def _checkpointed(path: Path) -> dict[str, int]:
 
 
 def _human(s: dict[str, Any], path: str) -> str:
+    names = s.get("materials", {"left": "left", "right": "right"})
+    lead_name = {"left_lead": f"{names['left']} lead", "right_lead": f"{names['right']} lead"}
     lines = [f"results file: {path}", f"input sha256: {s['input_sha256']}",
              f"stages complete: {', '.join(s['stages_complete']) or 'none'}"]
     if s["stages_missing"]:
@@ -81,7 +84,7 @@ def _human(s: dict[str, Any], path: str) -> str:
     if "relax" in s:
         r = s["relax"]
         lines.append(f"relax: {r['steps']} steps, final fmax {r['final_fmax_eV_A']:.4f} eV/Å, converged {r['converged']}, "
-                     f"a_left {r['lattice_constant_left_A']:.4f} Å, a_right {r['lattice_constant_right_A']:.4f} Å")
+                     f"a({names['left']}) {r['lattice_constant_left_A']:.4f} Å, a({names['right']}) {r['lattice_constant_right_A']:.4f} Å")
     if "interface" in s:
         it = s["interface"]
         bonds = ", ".join(f"{k} {d:.3f} Å x {it['coordination'][k]:g}" for k, d in it["nearest_A"].items())
@@ -101,7 +104,7 @@ def _human(s: dict[str, Any], path: str) -> str:
             lines.append(f"  WARNING: {w}")
     if "n_force_evaluations" in s:
         lines.append(f"force constants: {s['n_force_evaluations']} force calls (" +
-                     ", ".join(f"{k} {v['n_force_evaluations']}" for k, v in s["force_constants"].items()) + ")")
+                     ", ".join(f"{lead_name.get(k, k)} {v['n_force_evaluations']}" for k, v in s["force_constants"].items()) + ")")
     if "itc_MW_m2K" in s:
         caroli = f", Caroli check {s['caroli_max_abs_diff']:.1e}" if "caroli_max_abs_diff" in s else ""
         refine = f" (q_mesh {s['q_mesh_input']}, q_z refined x{s['qz_refine']})" if "qz_refine" in s else ""
@@ -109,11 +112,12 @@ def _human(s: dict[str, Any], path: str) -> str:
                     if "junction_sum_rule_correction_eV_A2" in s else "")
         lines.append(f"transport: incident modes on {'x'.join(map(str, s['q_mesh']))}{refine}, max |T+R-1| = {s['max_abs_T_plus_R_minus_1']:.2e}{caroli}{junction}")
         for direction, values in s["itc_MW_m2K"].items():
-            lines.append(f"  h {direction:14s} " + "  ".join(f"{t} K: {h:8.3f}" for t, h in values.items()) + "  MW/(m^2 K)")
+            lines.append(f"  h {structure_store.direction_name(names, direction):16s} " + "  ".join(f"{t} K: {h:8.3f}" for t, h in values.items()) + "  MW/(m^2 K)")
         for lead, values in s["radiation_limit_MW_m2K"].items():
-            lines.append(f"  radiation limit {lead:11s} " + "  ".join(f"{t} K: {h:8.3f}" for t, h in values.items()) + "  MW/(m^2 K)")
+            lines.append(f"  radiation limit {lead_name.get(lead, lead):12s} " + "  ".join(f"{t} K: {h:8.3f}" for t, h in values.items()) + "  MW/(m^2 K)")
         for mesh, per_dir in s.get("q_mesh_sweep_itc_MW_m2K", {}).items():
-            lines.append(f"  sweep {mesh}: " + "; ".join(f"{d} " + " ".join(f"{t} K {h:.3f}" for t, h in v.items()) for d, v in per_dir.items()))
+            lines.append(f"  sweep {mesh}: " + "; ".join(f"{structure_store.direction_name(names, d)} " + " ".join(f"{t} K {h:.3f}" for t, h in v.items())
+                                                       for d, v in per_dir.items()))
         if "rectification_percent" in s:
             lines.append("  rectification " + "  ".join(f"{t} K: {v:.2f}%" for t, v in s["rectification_percent"].items()))
     if "overlap_factor_per_THz" in s:

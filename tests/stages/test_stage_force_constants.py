@@ -26,6 +26,7 @@ from hpc_itc.stages import structure as structure_stage
 from hpc_itc.stages.context import Context
 from hpc_itc.store import force_constants as fc_store
 from hpc_itc.store.file import ResultsFile
+from hpc_itc.store.force_constants import read_lead_phonons
 from hpc_itc.tools.export import export_phonopy
 
 A_EMT = 3.59  # EMT's cubic Cu lattice constant (3.5898 Å)
@@ -265,8 +266,11 @@ def test_lead_phonons_stored_and_consistent(emt_full):
             comp = dict(zip(labels, g["computed_THz"][()]))
             assert comp["X_L"] == pytest.approx(g["points/X/frequencies"][()][lf.argmax()])
             assert dict(zip(labels, g["reference_THz"][()]))["X_L"] == 7.25
-    png = emt_full.results.path.with_name("r_phonons.png")
-    assert png.is_file() and png.read_bytes()[:4] == b"\x89PNG"
+            # read back as the LeadPhonons that `plot` and `check-model` draw
+            ph = read_lead_phonons(g)
+            assert np.allclose(2 * np.pi * ph.path_distances, g["distance"][()]) and ph.label_names[2] == "U|K"
+            assert ph.comparison[0][0] == labels[0] and ph.frequencies_at("X").tolist() == g["points/X/frequencies"][()].tolist()
+    assert not emt_full.results.path.with_name("r_phonons.png").exists()  # figures come from `plot` (dispersions.png)
 
 
 # ---- 7. export to phonopy ---------------------------------------------------------------------------
