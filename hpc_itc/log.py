@@ -47,7 +47,8 @@ class Progress:
     The ETA is the work left divided by the rate observed so far.  Tasks of unequal cost pass
     their cost as ``work`` (e.g. the incident modes a transport task solves), so that the
     estimate follows the work left, not the task count; the first task, which pays one-off set-up
-    (lead modes, caches, imports), is left out of the rate once a second one has finished.
+    (lead modes, caches, imports), is left out of the rate, so there is no ETA before a second one has
+    finished.
     """
 
     def __init__(self, logger: logging.Logger, label: str, total: int, interval: float = 30.0, done: int = 0,
@@ -75,9 +76,10 @@ class Progress:
         left = self.total_work - self.work_done
         if self._first is not None and self.work_done > self._first[1] and now > self._first[0]:
             rate = (self.work_done - self._first[1]) / (now - self._first[0])
-        else:
-            span = now - self._t0
-            rate = self.work_done / span if span > 0 and self.work_done > 0 else 0.0
+        elif left <= 0:
+            return 0.0
+        else:  # one task seen: its time is mostly set-up, no rate to speak of yet
+            rate = 0.0
         return left / rate if rate > 0 else float("nan")
 
     def update(self, n: int = 1, force: bool = False, work: float | None = None) -> None:

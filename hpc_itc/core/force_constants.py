@@ -358,3 +358,79 @@ def interface_stability(het, device_ifc: RealSpaceIFC, lead_ifcs: dict[int, Real
     return {"interface_stiffness_eV_A4": k, "lead_interplanar_stiffness_zz_eV_A4": np.array(lead_zz),
             "lowest_gamma_frequency_THz": float(freqs[0]), "gamma_frequencies_lowest_THz": freqs[:6],
             "interface_warnings": list(warnings)}
+
+
+@dataclass(frozen=True)
+class StandardCellExport:
+    """A bulk lead's force constants on the crystal's own lattice, for phonopy (see :func:`on_standard_cell`)."""
+
+    phonon: Phonopy  # unit cell: spglib's conventional cell; primitive: phonopy's 'auto'; compact force constants set
+    spacegroup: str  # international symbol (number), e.g. "Fd-3m (227)"
+    layer_from_standard: np.ndarray  # (3, 3): layer-cell rows = this @ standard-cell rows
+    supercell_size: int  # the standard cell repeated k x k x k
+    longest_pair_A: float  # every force-constant pair is shorter than half the supercell's width
+
+
+def on_standard_cell(ifc, symbols: list[str], symprec: float = 1e-5, margin_A: float = 0.1) -> StandardCellExport:
+    """The force constants of a bulk crystal (``ifc``: a RealSpaceIFC of its layer cell) on spglib's conventional
+    cell, in the same Cartesian frame, with a cubic (k x k x k) supercell whose half width exceeds the longest pair.
+
+    The layer cell that hpc_itc uses for transport (a1, a2 in the interface plane, a3 to the next layer) is a valid
+    but unusual cell: phonopy then finds supercell and primitive point groups that differ and draws a band path
+    of the wrong lattice.  On the standard cell, ``phonopy.load(...).auto_band_structure()`` follows the real
+    lattice (fcc for the unstrained lead, body-centred tetragonal for the strained one).  The pair list is copied
+    onto the new supercell; since every pair is shorter than half its width, each has one shortest image and the
+    dynamical matrix is the same as the layer cell's at every q.
+    """
+    import spglib
+    from phonopy.structure.atoms import PhonopyAtoms
+
+    lattice = np.asarray(ifc.lattice, float)
+    frac = np.linalg.solve(lattice.T, np.asarray(ifc.positions, float).T).T
+    kinds = {s: k + 1 for k, s in enumerate(dict.fromkeys(symbols))}
+    numbers = [kinds[s] for s in symbols]
+    cell = (lattice, np.mod(frac, 1.0), numbers)
+    dataset = spglib.get_symmetry_dataset(cell, symprec=symprec)
+    std_lattice, std_frac, std_numbers = spglib.standardize_cell(cell, to_primitive=False, no_idealize=True, symprec=symprec)
+    layer_from_standard = lattice @ np.linalg.inv(std_lattice)
+    if not np.allclose(np.linalg.inv(layer_from_standard), np.rint(np.linalg.inv(layer_from_standard)), atol=1e-6):
+        raise ValueError("spglib's standard cell is not a sublattice of the layer cell in the same frame")
+    # each standard-cell atom is a layer-cell atom plus a lattice translation: its basis index
+    std_cart = np.asarray(std_frac) @ std_lattice
+    basis = [_basis_index(r, ifc.positions, lattice) for r in std_cart]
+    by_number = {v: k for k, v in kinds.items()}
+    unit = PhonopyAtoms(symbols=[by_number[n] for n in std_numbers], cell=std_lattice, scaled_positions=std_frac,
+                        masses=np.asarray(ifc.masses)[basis])
+    vectors = ifc.pair_vectors()
+    longest = float(np.linalg.norm(vectors, axis=1).max()) if len(vectors) else 0.0
+    spacing = 1.0 / np.linalg.norm(np.linalg.inv(std_lattice), axis=0)  # distances between lattice planes
+    k = max(1, math.ceil(2.0 * (longest + margin_A) / spacing.min()))
+    from phonopy.structure.cells import get_primitive_matrix_by_centring
+
+    # the conventional cell's centring (F, I, C, P ...) gives the primitive matrix (what 'auto' would find, stated)
+    primitive_matrix = get_primitive_matrix_by_centring(dataset.international[0])
+    phonon = Phonopy(unit, supercell_matrix=np.eye(3, dtype=int) * k, primitive_matrix=primitive_matrix, symprec=symprec, log_level=0)
+    sc = phonon.supercell
+    sc_lattice = np.asarray(sc.cell, float)
+    sc_frac = np.mod(np.asarray(sc.scaled_positions, float), 1.0)
+    lookup = {tuple(np.rint(x * 1e4).astype(int) % 10000): n for n, x in enumerate(sc_frac)}
+    p2s = phonon.primitive.p2s_map
+    fc = np.zeros((len(p2s), len(sc_frac), 3, 3))
+    for row, s in enumerate(p2s):
+        r_s = sc_frac[s] @ sc_lattice
+        b = _basis_index(r_s, ifc.positions, lattice)
+        sel = np.flatnonzero(ifc.i == b)
+        targets = np.mod(np.linalg.solve(sc_lattice.T, (r_s + vectors[sel]).T).T, 1.0)
+        for pair, x in zip(sel, targets):
+            fc[row, lookup[tuple(np.rint(x * 1e4).astype(int) % 10000)]] += ifc.phi[pair]
+    phonon.force_constants = fc
+    return StandardCellExport(phonon, f"{dataset.international} ({dataset.number})", layer_from_standard, k, longest)
+
+
+def _basis_index(r_cart: np.ndarray, positions: np.ndarray, lattice: np.ndarray, tol: float = 1e-5) -> int:
+    """The layer-cell atom of which r_cart is a lattice translate."""
+    d = np.linalg.solve(lattice.T, (np.asarray(r_cart)[None, :] - np.asarray(positions)).T).T
+    hits = np.flatnonzero(np.abs(d - np.rint(d)).max(axis=1) < tol)
+    if len(hits) != 1:
+        raise ValueError(f"position {np.round(r_cart, 4).tolist()} is not a lattice translate of exactly one layer-cell atom")
+    return int(hits[0])

@@ -75,14 +75,15 @@ def run(ctx: Context) -> None:
             dev = part_plans[2]
             _log.info("device route 'interface': %d of %d device displacements (atoms within %.2f Å of the interface plane: %d of %d)",
                       dev.n_force_evaluations, dev.n_displacements, dev.radius_A, int(dev.zone.sum()), len(dev.zone))
-    progress = logmod.Progress(_log, "force evaluations (rank 0 share)", 0, ctx.cfg.run.progress_seconds)
     evaluated = 0
 
     def my_tasks() -> None:
         nonlocal evaluated
         mine = [todo[k] for k in my_share(range(len(todo)), ctx.comm)]
         checkpoints = ctx.checkpoints(STAGE)
-        progress.total = len(mine)
+        # a force call costs about its supercell's atom count (the device's are 4x the leads')
+        progress = logmod.Progress(_log, "force evaluations (rank 0 share)", len(mine), ctx.cfg.run.progress_seconds,
+                                   total_work=sum(len(plan.phonon.supercell) for plan, _ in mine))
         step = opts.batch_size
         for start in range(0, len(mine), step):
             chunk = mine[start : start + step]
@@ -93,7 +94,7 @@ def run(ctx: Context) -> None:
                                  displacement=np.array(d[1:4], float))
                 evaluated += 1
                 _log.debug("evaluated %s displacement %d", plan.name, task)
-            progress.update(len(chunk))
+            progress.update(len(chunk), work=sum(len(plan.phonon.supercell) for plan, _ in chunk))
 
     ctx.run_share(my_tasks)
     evaluated_all = ctx.comm.allreduce(evaluated)

@@ -7,6 +7,7 @@ a figure whose data no file holds is skipped with a note saying why.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Callable
 
@@ -331,18 +332,31 @@ def fig_dispersions(files, plt):
 
 
 def fig_cohp(files, plt):
+    """Fig. 6: -COHP(E) averaged over the interface bonds (a bulk or one-material folder: its nearest-neighbour shell)."""
     have = [(p, f) for p, f in files if "cohp" in f and f["cohp"].attrs.get("complete", False)]
     if not have:
         return None, "no cohp stage"
-    fig, ax = plt.subplots(figsize=(4, 5))
+    fig, ax = plt.subplots(figsize=(4.4, 5))
+    kinds = set()
     for path, f in have:
         g = f["cohp"]
-        ax.plot(g["minus_cohp_mean"][()], g["energy"][()], label=_label(f, path))
+        kind = str(g.attrs.get("kind", "interface"))
+        kinds.add(kind)
+        if kind == "interface":
+            sides = " | ".join(side["name"] for side in json.loads(g.attrs.get("sides", "[]")))
+            ax.plot(g["minus_cohp_mean"][()], g["energy"][()],
+                    label=f"{_label(f, path)}: {int(g.attrs['n_bonds'])} interface bonds" + (f" ({sides})" if sides else ""))
+        else:  # every bond of a crystal averaged is mostly weak far pairs: show the nearest shell (types are ordered by length)
+            nearest = read_str_array(g["types"])[0]
+            ax.plot(g["type_minus_cohp_mean"][0], g["energy"][()],
+                    label=f"{Path(path).stem}: {kind}, nearest shell {nearest} (x{int(g['type_count'][0])})")
     ax.axhline(0, color="k", lw=0.5, ls="--")
-    kinds = {str(f["cohp"].attrs.get("kind", "interface")) for _, f in have}
-    ax.set_xlabel("-COHP (eV), averaged over " + ("the interface bonds" if kinds == {"interface"} else "the kept bonds"))
+    ax.axvline(0, color="0.7", lw=0.5)
+    what = "the interface bonds" if kinds == {"interface"} else ("the bonds of the nearest shell" if "interface" not in kinds
+                                                                 else "the interface bonds / nearest shell")
+    ax.set_xlabel(f"-COHP per bond (eV), averaged over {what}\n(> 0 bonding)", fontsize=8)
     ax.set_ylabel("E - E$_F$ (eV)")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7)
     return fig, None
 
 

@@ -276,23 +276,48 @@ def test_lead_phonons_stored_and_consistent(emt_full):
 # ---- 7. export to phonopy ---------------------------------------------------------------------------
 @pytest.mark.parametrize("which", ["full", "interface"])
 def test_export_phonopy_round_trip(tmp_path, which, emt_full, emt_interface):
+    """Leads on their own lattice (no point-group warning, the lattice's band path), the layer cell beside them with its
+    dataset; the same frequencies as hpc_itc at random q; the device's Gamma modes reported."""
+    import json
+    import warnings
+
     import phonopy
 
     ctx = emt_full if which == "full" else emt_interface
-    written = export_phonopy(ctx.results.path, None, tmp_path / "out")
+    lines = []
+    written = export_phonopy(ctx.results.path, None, tmp_path / "out", report=lines.append)
     assert [p.parent.name for p in written] == list(fc.PARTS)
+    assert any(line.startswith("device: no imaginary modes at Gamma") for line in lines), lines
     rng = np.random.default_rng(1)
     q = np.vstack([rng.random((3, 3)), [[0, 0, 0.5], [0.5, 0, 0.5]]])
     with h5py.File(ctx.results.path) as f:
         for path in written:
             part = path.parent.name
-            loaded = phonopy.load(path)
-            assert np.abs(loaded.force_constants - f[f"force_constants/{part}/force_constants"][()]).max() < 1e-12
-            loaded.run_qpoints(q)
-            mine = fc_store.read_phonopy(f[f"force_constants/{part}"])
-            mine.run_qpoints(q)
-            assert np.abs(loaded.get_qpoints_dict()["frequencies"] - mine.get_qpoints_dict()["frequencies"]).max() < 1e-8
-            assert (loaded.dataset is not None) == (which == "full" or part != "device")
+            layer_file = path if part == "device" else path.parent / "layer_cell" / "phonopy_params.yaml"
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                layer = phonopy.load(layer_file)
+                mine = fc_store.read_phonopy(f[f"force_constants/{part}"])
+            assert np.abs(layer.force_constants - f[f"force_constants/{part}/force_constants"][()]).max() < 1e-12
+            assert (layer.dataset is not None) == (which == "full" or part != "device")
+            if part == "device":
+                continue
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")  # the standard cell loads without phonopy's point-group warning
+                standard = phonopy.load(path)
+            cells = json.loads((path.parent / "hpc_itc_cells.json").read_text())
+            assert cells["spacegroup"] in ("Fm-3m (225)", "I4/mmm (139)")  # EMT Cu: cubic, or tetragonal when strained
+            np.testing.assert_allclose(np.array(cells["layer_cell_from_standard_cell"]) @ np.array(cells["standard_cell_A"]),
+                                       cells["layer_cell_A"], atol=1e-9)
+            # the same crystal momentum in both cells: reduced q of the standard primitive -> Cartesian -> layer cell
+            q_cart = q @ np.linalg.inv(standard.primitive.cell).T
+            standard.run_qpoints(q)
+            mine.run_qpoints(q_cart @ np.asarray(f[f"force_constants/{part}/unitcell_cell"][()]).T)
+            assert np.abs(standard.qpoints.frequencies - mine.qpoints.frequencies).max() < 1e-8
+            standard.auto_band_structure(npoints=3)
+            labels = [x.replace("$", "").replace("\\mathrm{", "").replace("}", "") for x in standard.band_structure.labels]
+            if cells["spacegroup"] == "Fm-3m (225)":
+                assert labels == ["\\Gamma", "X", "U", "K", "\\Gamma", "L", "W", "X"]  # seekpath's fcc path
     with pytest.raises(InputError):
         export_phonopy(emt_full.results.path, "middle", tmp_path / "x")
 
