@@ -28,6 +28,7 @@ from threadpoolctl import threadpool_limits
 from hpc_itc import log as logmod
 from hpc_itc.config import TransportSettings
 from hpc_itc.core.harmonic import OMEGA_TO_THZ
+from hpc_itc.core.structure import display_name
 from hpc_itc.core.transport.bzpath import lead_path
 from hpc_itc.core.transport.qz_sampling import SampledMeshes, sample_meshes
 from hpc_itc.core.transport.solve import DIRECTION_SIDE, SOLVED_RGF, caroli_check, direction_sums, path_transmission, solve_orbits
@@ -38,6 +39,7 @@ from hpc_itc.parallel import my_share, ranks_on_node
 from hpc_itc.stages.context import Context
 from hpc_itc.store.file import StageTimer
 from hpc_itc.store.rows import MemoryRows
+from hpc_itc.store.structure import direction_name
 from hpc_itc.store.transport import DirectionResult, SweepResult, mesh_name, write_transport
 
 STAGE = "transport"
@@ -208,6 +210,12 @@ def run(ctx: Context) -> None:
 
 
 # ---- summing up (rank 0) ------------------------------------------------------------------------
+def _named(ctx: Context, direction: str) -> str:
+    """'Cu → diamond (left_to_right)': the materials, and the group name in the file."""
+    names = {"left": display_name(ctx.cfg.structure.left_material), "right": display_name(ctx.cfg.structure.right_material)}
+    return f"{direction_name(names, direction)} ({direction})"
+
+
 def _gather(ctx: Context, tasks, kind: str, direction: str, mesh=None) -> dict[str, np.ndarray]:
     mine = [t for t in tasks if t.kind == kind and t.direction == direction and (mesh is None or t.mesh == mesh)]
     mine.sort(key=lambda t: t.task_id)
@@ -261,14 +269,14 @@ def _summed(ctx: Context, system: InterfaceSystem, tasks, symmetry: InplaneSymme
                 sums = direction_sums(system, direction, d, m, temps)
                 sweep.append(SweepResult(m, meshes.input_of.get(m, m), meshes.factor.get(m, 1), direction, sums.itc,
                                          sums.radiation_limit, len(d["omega"])))
-                _log.info("sweep %s %s: h = %s MW/(m^2 K)", mesh_name(m), direction, np.round(sums.itc, 3).tolist())
+                _log.info("sweep %s %s: h = %s MW/(m^2 K)", mesh_name(m), _named(ctx, direction), np.round(sums.itc, 3).tolist())
 
     def log_direction(direction: str, r: DirectionResult, attrs: dict) -> None:
         computed = ~r.modes["symmetry_image"].astype(bool)
         solved = int(np.count_nonzero(r.modes["solve_code"][computed] >= SOLVED_RGF))
         _log.info("%s: %d incident modes (%d computed, %d scattering solves), h = %s MW/(m^2 K) at %s K "
                   "(radiation limit %s), max|T+R-1| = %.2e%s",
-                  direction, len(r.modes["omega"]), int(computed.sum()), solved, np.round(r.sums.itc, 3).tolist(), temps.tolist(),
+                  _named(ctx, direction), len(r.modes["omega"]), int(computed.sum()), solved, np.round(r.sums.itc, 3).tolist(), temps.tolist(),
                   np.round(r.sums.radiation_limit, 3).tolist(), attrs["max_abs_T_plus_R_minus_1"],
                   f", Caroli check max diff {r.caroli[0]:.1e}" if r.caroli is not None else "")
 
