@@ -140,10 +140,10 @@ def fig_itc(files, plt, temperature_K: float = 300.0):
             ax.bar_label(bars, fmt="%.1f", fontsize=8, padding=2)
             top = max(top, value)
     ax.set_xticks(np.arange(len(have)), [_label(f, p).replace(": ", "\n", 1) for p, f in have], fontsize=8)
-    ax.set_ylim(0, 1.18 * top if top > 0 else 1)
+    ax.set_ylim(0, 1.35 * top if top > 0 else 1)  # room for the legend above the value labels
     ax.set_ylabel("ITC h (MW m$^{-2}$ K$^{-1}$)")
     ax.set_title(f"interfacial thermal conductance at {temperature_K:g} K", fontsize=9)
-    ax.legend(fontsize=8, title="phonons incident", title_fontsize=8, loc="upper left")
+    ax.legend(fontsize=8, title="phonons incident", title_fontsize=8, loc="upper center", ncol=2)
     return fig, None
 
 
@@ -262,8 +262,9 @@ def fig_ldos(files, plt):
         d2 = g["layer_ldos"][layers.index(right)]
         n1 = d1 / np.trapezoid(d1, grid)
         n2 = d2 / np.trapezoid(d2, grid)
-        ax.plot(grid, n1, label=f"layer {left} ({g.attrs['overlap_atoms_left']})")
-        ax.plot(grid, n2, label=f"layer {right} ({g.attrs['overlap_atoms_right']})")
+        names = material_names(f)
+        ax.plot(grid, n1, label=f"{names['left']} layer {left} ({g.attrs['overlap_atoms_left']}), D$_1$")
+        ax.plot(grid, n2, label=f"{names['right']} layer +{right} ({g.attrs['overlap_atoms_right']}), D$_2$")
         ax.fill_between(grid, np.minimum(n1, n2), color="0.6", alpha=0.5, label="overlap")
         ax.set_title(f"{_label(f, path)}: S = {g.attrs['overlap_factor']:.4f} THz$^{{-1}}$", fontsize=9)
         ax.set_ylabel("normalised LDOS (THz$^{-1}$)")
