@@ -116,7 +116,7 @@ def plan(settings: TransportSettings, meshes: SampledMeshes, reds: dict, paths: 
     return tasks
 
 
-def interleaved(tasks: list[Task]) -> list[Task]:
+def shuffled(tasks: list[Task]) -> list[Task]:
     """The tasks in a fixed pseudo-random order, so that the progress rate seen early is that of the whole stage:
     blocks differ several-fold in cost (a diamond-incident block, whose modes mostly lie above the Cu band, closes
     without solves; blocks near Gamma solve the most channels), and the planned order runs alike blocks together.
@@ -188,7 +188,7 @@ def run(ctx: Context) -> None:
                   symmetry.order, symmetry.max_ifc_violation, symmetry.rejected, len(tasks), len(todo), system.n_device_dof,
                   len(system.partition) - 1, system.left.n_dof, system.right.n_dof, t.solver,
                   system.sum_rule_correction_eV_A2)
-    mine = interleaved([todo[k] for k in my_share(range(len(todo)), ctx.comm)])
+    mine = shuffled([todo[k] for k in my_share(range(len(todo)), ctx.comm)])
     costs = {(task.part, task.task_id): task_cost(system, task) for task in mine}
     progress = logmod.Progress(_log, "transport tasks (rank 0 share)", len(mine), ctx.cfg.run.progress_seconds,
                                total_work=sum(costs.values()))

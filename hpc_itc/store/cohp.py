@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from hpc_itc.core.cohp import CohpResult
-from hpc_itc.store.h5 import group_complete, write_array
+from hpc_itc.store.h5 import group_complete, read_str_array, write_array
 
 GROUP = "cohp"
 
@@ -65,7 +65,7 @@ def write_cohp_group(g, result: CohpResult) -> None:
 
 def summary_from_group(g) -> dict[str, Any]:
     """The ``cohp`` entry of ``inspect --json`` from group /cohp."""
-    names = [x.decode("utf-8") if isinstance(x, bytes) else str(x) for x in g["types"][()]]
+    names = read_str_array(g["types"])
     return {
         "mean_minus_icohp_eV": float(g.attrs["mean_minus_icohp_eV"]),
         "n_bonds": int(g.attrs["n_bonds"]),

@@ -97,10 +97,10 @@ def read_lead_phonons(group) -> LeadPhonons:
               for name, g in group["points"].items()}
     comparison = []
     if "reference_labels" in group:
-        comparison = [(label.decode(), float(c), float(r)) for label, c, r in
-                      zip(group["reference_labels"][()], group["computed_THz"][()], group["reference_THz"][()])]
+        comparison = [(label, float(c), float(r)) for label, c, r in
+                      zip(read_str_array(group["reference_labels"]), group["computed_THz"][()], group["reference_THz"][()])]
     return LeadPhonons(str(group.attrs["material"]), group["q_frac"][()], group["distance"][()] / two_pi, group["frequency"][()],
-                       group["segment"][()], [x.decode() for x in group["labels"][()]], group["label_positions"][()] / two_pi,
+                       group["segment"][()], read_str_array(group["labels"]), group["label_positions"][()] / two_pi,
                        group["dos_frequencies"][()], group["dos"][()], tuple(int(x) for x in group.attrs["mesh"]), points, comparison)
 
 
@@ -131,9 +131,10 @@ def read_phonopy(group, symprec: float | None = None) -> Phonopy:
     return phonon
 
 
-def read_ifc(group, symprec: float | None = None) -> RealSpaceIFC:
-    """One part's pair force constants in the unwrapped frame of its stored unit cell."""
-    phonon = read_phonopy(group, symprec)
+def read_ifc(group, symprec: float | None = None, phonon: Phonopy | None = None) -> RealSpaceIFC:
+    """One part's pair force constants in the unwrapped frame of its stored unit cell (``phonon``: the part's
+    :func:`read_phonopy` object when the caller has it already)."""
+    phonon = read_phonopy(group, symprec) if phonon is None else phonon
     cell = group["unitcell_cell"][()]
     frac = np.linalg.solve(cell.T, group["unitcell_positions"][()].T).T
     return RealSpaceIFC.from_phonopy(phonon, frac, group["unitcell_masses"][()])

@@ -81,9 +81,10 @@ def main_check_model(args) -> int:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
+        from hpc_itc.core.structure import display_name
         from hpc_itc.tools.plot import lead_phonon_figure
 
-        fig = lead_phonon_figure([(ph, f"{args.model}: {m} (unstrained)") for m, ph in phonons.items()], plt)
+        fig = lead_phonon_figure([(ph, f"{args.model}: {display_name(m)} (unstrained)") for m, ph in phonons.items()], plt)
         fig.savefig(args.plot, dpi=150)
         plt.close(fig)
     if args.json:

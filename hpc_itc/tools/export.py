@@ -72,7 +72,7 @@ def export_phonopy(result_h5: str | Path, part: str | None, out_dir: str | Path,
                 written.append(layer_target / "phonopy_params.yaml")
                 _report_gamma(phonon, report)
                 continue
-            standard = on_standard_cell(fc_store.read_ifc(g, symprec), read_str_array(g["unitcell_symbols"]), symprec)
+            standard = on_standard_cell(fc_store.read_ifc(g, symprec, phonon), read_str_array(g["unitcell_symbols"]), symprec)
             standard.phonon.save(target / "phonopy_params.yaml", settings={"force_constants": True})
             (target / "hpc_itc_cells.json").write_text(json.dumps({
                 "part": name,

@@ -64,7 +64,7 @@ def _finished_transport(files):
     return [(p, f) for p, f in files if "transport" in f and f["transport"].attrs.get("complete", False)]
 
 
-def fig_structure(files, plt):
+def fig_structure(files, plt, temperature_K: float = 300.0):
     """Side views of the relaxed slab near the interface: x-z and y-z (the bridge site shows in y-z)."""
     have = [(p, f) for p, f in files if "relax" in f or "structure" in f]
     if not have:
@@ -96,7 +96,7 @@ def fig_structure(files, plt):
     return fig, None
 
 
-def fig_registry(files, plt):
+def fig_registry(files, plt, temperature_K: float = 300.0):
     """Energy of rigid in-plane shifts of the right half (best gap at each), from relax.registry_search."""
     have = [(p, f) for p, f in files if "relax/registry" in f]
     if not have:
@@ -208,7 +208,7 @@ def _path_segments(distance: np.ndarray) -> list[slice]:
     return [slice(a, b) for a, b in zip(breaks[:-1], breaks[1:]) if b - a > 1]
 
 
-def fig_mode_maps(files, plt):
+def fig_mode_maps(files, plt, temperature_K: float = 300.0):
     """Figs. 4c,d: the incident lead's dispersion along the path, each branch coloured by its transmittance."""
     from matplotlib.collections import LineCollection
 
@@ -248,7 +248,7 @@ def fig_mode_maps(files, plt):
     return fig, None
 
 
-def fig_ldos(files, plt):
+def fig_ldos(files, plt, temperature_K: float = 300.0):
     have = [(p, f) for p, f in files if "ldos" in f and f["ldos"].attrs.get("complete", False)]
     if not have:
         return None, "no finished ldos stage"
@@ -303,14 +303,14 @@ def draw_lead_phonons(ax, ax_dos, ph, title: str) -> None:
 
 def lead_phonon_figure(panels, plt):
     """One row (dispersion | DOS) per (LeadPhonons, title)."""
-    fig, axes = plt.subplots(len(panels), 2, figsize=(8.5, 3.3 * len(panels)), squeeze=False, gridspec_kw={"width_ratios": [3, 1]})
+    fig, axes = plt.subplots(len(panels), 2, figsize=(8.5, 3.3 * len(panels)), squeeze=False, gridspec_kw={"width_ratios": [3, 1]},
+                             layout="tight")
     for (ax, ax_dos), (ph, title) in zip(axes, panels):
         draw_lead_phonons(ax, ax_dos, ph, title)
-    fig.tight_layout()
     return fig
 
 
-def fig_dispersions(files, plt):
+def fig_dispersions(files, plt, temperature_K: float = 300.0):
     """Each lead's bulk dispersion and DOS from its force constants, with the experimental points (reference_phonons.toml)."""
     from hpc_itc.store.force_constants import read_lead_phonons
 
@@ -332,7 +332,7 @@ def fig_dispersions(files, plt):
     return lead_phonon_figure(panels, plt), None
 
 
-def fig_cohp(files, plt):
+def fig_cohp(files, plt, temperature_K: float = 300.0):
     """Fig. 6: -COHP(E) averaged over the interface bonds (a bulk or one-material folder: its nearest-neighbour shell)."""
     have = [(p, f) for p, f in files if "cohp" in f and f["cohp"].attrs.get("complete", False)]
     if not have:
@@ -374,9 +374,6 @@ FIGURES: dict[str, Callable] = {
 }
 
 
-TEMPERATURE_FIGURES = ("itc", "cumulative_itc", "spectral_transmission")
-
-
 def plot_files(paths: list[str], out_dir: str, temperature_K: float = 300.0) -> dict[str, str]:
     """Write every figure the files support; returns {figure: path or 'skipped: reason'}.
 
@@ -396,7 +393,7 @@ def plot_files(paths: list[str], out_dir: str, temperature_K: float = 300.0) -> 
             handles.append((p, open_for_reading(p)))
         report = {}
         for name, make in FIGURES.items():
-            fig, why = make(handles, plt, temperature_K) if name in TEMPERATURE_FIGURES else make(handles, plt)
+            fig, why = make(handles, plt, temperature_K)  # only the ITC, cumulative and spectral figures use it
             if fig is None:
                 report[name] = f"skipped: {why}"
                 continue

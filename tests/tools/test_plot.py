@@ -39,6 +39,12 @@ def _figure(make, out, *args):
         raise
 
 
+def _transport_at_300K(f):
+    """The /transport group and the index of 300 K in it."""
+    g = f["transport"]
+    return g, list(g["temperatures"][()]).index(300.0)
+
+
 def test_itc_bars_show_the_stored_values_and_materials(finished_run):
     """Fig. 3b: one bar per direction, its label the stored h at the chosen temperature, the legend in material names."""
     from hpc_itc.tools.plot import fig_itc
@@ -46,8 +52,7 @@ def test_itc_bars_show_the_stored_values_and_materials(finished_run):
     _, out = finished_run
     fig, f = _figure(fig_itc, out, 300.0)
     with f:
-        g = f["transport"]
-        k = list(g["temperatures"][()]).index(300.0)
+        g, k = _transport_at_300K(f)
         expected = sorted(f"{g[d]['itc'][k]:.1f}" for d in ("left_to_right", "right_to_left"))
         ax = fig.axes[0]
         assert sorted(t.get_text() for t in ax.texts) == expected
@@ -65,15 +70,12 @@ def test_temperature_not_stored_is_an_input_error(finished_run, tmp_path, capsys
 
 def test_cumulative_cut_where_heat_stops_flowing(finished_run):
     """Fig. 4a: the x axis ends 15 % past the frequency where h reaches 99.9 % of its total, not at the top of diamond."""
-    import numpy as np
-
     from hpc_itc.tools.plot import fig_cumulative
 
     _, out = finished_run
     fig, f = _figure(fig_cumulative, out, 300.0)
     with f:
-        g = f["transport"]
-        k = list(g["temperatures"][()]).index(300.0)
+        g, k = _transport_at_300K(f)
         grid = g["frequency_grid"][()]
         reach = max(grid[np.argmax(c >= 0.999 * c[-1])] for c in (g[d]["cumulative_itc"][k] for d in ("left_to_right", "right_to_left")))
         for ax in fig.axes:
