@@ -76,6 +76,7 @@ def _parser() -> argparse.ArgumentParser:
     tr = sub.add_parser("train", help="train or fine-tune a MACE model (mace_run_train with the paper's recipe)")
     tr.add_argument("input")
     tr.add_argument("--dry-run", action="store_true", help="print the mace_run_train command only")
+    tr.add_argument("--member", type=int, default=None, help="train only committee member K (1..[committee] size; one Slurm array task each)")
     sub.add_parser("schema", help="print the input-file reference")
     from hpc_itc.tools.sweep import add_subparsers as add_sweep_subparsers
 
@@ -174,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "train":
             from hpc_itc.tools.train import main_train
 
-            return main_train(args.input, dry_run=args.dry_run)
+            return main_train(args.input, dry_run=args.dry_run, member=args.member)
         if args.command in ("sweep-point", "sweep-collect", "sweep-size"):
             from hpc_itc.tools.sweep import dispatch as sweep_dispatch
 

@@ -22,8 +22,23 @@ import tomllib
 from hpc_itc.errors import InputError
 
 MATERIALS = ("cu", "diamond")
-STAGES = ("structure", "relax", "force_constants", "transport", "ldos", "cohp")
-DEFAULT_STAGES = STAGES[:-1]  # cohp needs a finished LOBSTER folder: add it to run.stages with cohp.lobster_dir
+STAGES = ("structure", "relax", "force_constants", "transport", "ldos", "cohp", "committee")
+# cohp needs a finished LOBSTER folder: add it to run.stages with cohp.lobster_dir; committee runs only when
+# committee.models names members
+DEFAULT_STAGES = tuple(st for st in STAGES if st != "cohp")
+# the stages a stage needs finished first (run now or already in the file)
+NEEDS: dict[str, tuple[str, ...]] = {st: STAGES[:k] for k, st in enumerate(STAGES[:5])}
+NEEDS.update(cohp=(), committee=("structure", "relax", "force_constants", "transport"))
+SHIPPED_COMMITTEE = "shipped"
+
+
+def requested_stages(document: dict) -> list[str]:
+    """The stages an input (a TOML document, possibly partial) asks for: run.stages (default: DEFAULT_STAGES),
+    without committee when committee.models names no members."""
+    stages = list(document.get("run", {}).get("stages", DEFAULT_STAGES))
+    if not document.get("committee", {}).get("models"):
+        stages = [st for st in stages if st != "committee"]
+    return stages  # committee.models = ["shipped"]: the members in hpc_itc/models/committee/
 DIRECTIONS = ("left_to_right", "right_to_left")
 OPTIMIZERS = ("FIRE", "BFGS", "LBFGS")
 
@@ -38,6 +53,8 @@ STAGE_INPUTS: dict[str, tuple[str, ...]] = {
     "transport": ("structure", "mlip", "relax", "force_constants", "transport"),
     "ldos": ("structure", "mlip", "relax", "force_constants", "transport.device_model", "ldos"),
     "cohp": (),  # reads only cohp.lobster_dir, which is checked by the stage itself (stages.cohp.is_current)
+    # each member's model sha256 joins as "committee.member_sha256" (driver.committee_fingerprint)
+    "committee": ("structure", "mlip", "relax", "force_constants", "transport", "committee"),
 }
 MAX_INPUT_BYTES = 1_000_000  # an hpc_itc input is a few kB; a larger file is a mistake (and 50 MB strings hang tomllib)
 MAX_STRING_CHARS = 4096  # PATH_MAX on Linux
@@ -95,7 +112,7 @@ def _fmt(x: float) -> str:
 SCHEMA: dict[str, dict[str, Key]] = {
     "run": {
         "output": Key("path", "results.h5", "Results file (HDF5). Relative paths are relative to the input file's folder.", hashed=False),
-        "stages": Key("str_list", list(DEFAULT_STAGES), "Stages to run, in pipeline order; a stage needs the ones before it (already in the file or run now), except cohp, which reads only cohp.lobster_dir.", choices=STAGES, hashed=False),
+        "stages": Key("str_list", list(DEFAULT_STAGES), "Stages to run, in pipeline order; a stage needs the ones before it (already in the file or run now), except cohp, which reads only cohp.lobster_dir, and committee, which needs structure to transport (it runs only when committee.models names members).", choices=STAGES, hashed=False),
         "log_level": Key("str", "info", "Logging verbosity.", choices=("debug", "info", "warning"), hashed=False),
         "progress_seconds": Key("float", 30.0, "Interval between progress lines on long stages.", unit="s", minimum=0.1, hashed=False),
         "allow_large": Key("bool", False, "Run an input whose resource estimate (slab atoms, memory per rank, force calls, incident modes; printed by validate) exceeds the limits of docs/resources.md. false: such an input is refused before any work.", hashed=False),
@@ -174,6 +191,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "plane_tol_A": Key("float", 0.4, "Atoms closer than this along the stacking axis form one atomic plane.", unit="Å", minimum=0.01, maximum=0.85, hashed=False),
         "layer_thickness_A": Key("float", 1.5, "The first layer of each side: its plane nearest the interface and its planes within this distance of it (paper: one Cu(001) plane; C(1)+C(2) of diamond(001)).", unit="Å", minimum=0.0, maximum=10.0, hashed=False),
     },
+    "committee": {
+        "models": Key("str_list", [], "Error bars from model uncertainty: two or more MACE model files (relative to the input file's folder), or [\"shipped\"] for the three members in hpc_itc/models/committee/. The committee stage runs force_constants and transport once per member on the relaxed interface of mlip.model (members in parallel over the ranks; each member's results in <output>.committee/member_<k>.h5) and stores h per member, mean and spread in /committee.", min_length=0),
+    },
 }
 
 DEFAULT_LATTICE_A = {"cu": 3.615, "diamond": 3.567}
@@ -222,6 +242,7 @@ ForceConstantsSettings = SETTINGS_CLASSES["force_constants"]
 TransportSettings = SETTINGS_CLASSES["transport"]
 LdosSettings = SETTINGS_CLASSES["ldos"]
 CohpSettings = SETTINGS_CLASSES["cohp"]
+CommitteeSettings = SETTINGS_CLASSES["committee"]
 
 
 def _typed(section: str, values: dict[str, Any]) -> Any:
@@ -253,6 +274,7 @@ class RunConfig:
     transport: TransportSettings
     ldos: LdosSettings
     cohp: CohpSettings
+    committee: CommitteeSettings
     source: Path  # the input file
     base_dir: Path  # folder that relative paths are relative to
     document: dict[str, dict[str, Any]] = field(repr=False, compare=False)
@@ -567,6 +589,19 @@ def _cross_checks(data: dict[str, dict[str, Any]], base: Path) -> None:
     looks_like_path = model.endswith((".model", ".pt", ".pth")) or "/" in model or "\\" in model
     if looks_like_path and not resolve_path(base, model).is_file():
         raise InputError("mlip.model", f"model file '{model}' not found (relative paths are relative to the input file's folder); allowed: 'default', an existing MACE model file, or a foundation-model name")
+    members = data["committee"]["models"]
+    if members:
+        if members != [SHIPPED_COMMITTEE]:
+            if len(members) < 2 or SHIPPED_COMMITTEE in members:
+                raise InputError("committee.models", f"got {members!r}; allowed: two or more model files, or [\"shipped\"]")
+            for member in members:
+                check_path_name("committee.models", member)
+                if not resolve_path(base, member).is_file():
+                    raise InputError("committee.models", f"model file '{member}' not found (relative paths are relative to the input file's folder); allowed: existing MACE model files, or [\"shipped\"]")
+        if data["mlip"]["calculator"]:
+            raise InputError("committee.models", "a committee of MACE models needs the MACE route; allowed: [] with mlip.calculator")
+        if data["transport"]["device_model"] != "slab":
+            raise InputError("committee.models", "the committee varies the interface's force constants; allowed: [] with transport.device_model = 'left_lead'")
     out = resolve_path(base, data["run"]["output"])
     if out.exists() and out.is_dir():
         raise InputError("run.output", f"'{out}' is a folder; give a file name such as results.h5")

@@ -8,11 +8,9 @@ run (under MPI the whole job is aborted with the message); 143 SIGTERM.
 
 from __future__ import annotations
 
-import hashlib
 import signal
 import sys
 import time
-from pathlib import Path
 from typing import Callable
 
 from hpc_itc import __version__, config
@@ -23,9 +21,9 @@ from hpc_itc.core.resources import ResourceEstimate, estimate
 from hpc_itc.core.structure import InterfaceSpec, elements_needed, lead_cells
 from hpc_itc.errors import InputError, InvalidInput, keyed, message_line
 from hpc_itc.parallel import world
-from hpc_itc.stages import cohp, force_constants, ldos, relax, structure, transport
+from hpc_itc.stages import cohp, committee, force_constants, ldos, relax, structure, transport
 from hpc_itc.stages.collective import FaultInjection
-from hpc_itc.stages.context import MLIP_KEYS, Context
+from hpc_itc.stages.context import MLIP_KEYS, Context, model_fingerprint
 from hpc_itc.store.checkpoints import CorruptCheckpoint
 from hpc_itc.store.file import ResultsFile
 from hpc_itc.store.lock import RunLock
@@ -38,23 +36,9 @@ STAGES: dict[str, Callable[[Context], None]] = {
     "transport": transport.run,
     "ldos": ldos.run,
     "cohp": cohp.run,
+    "committee": committee.run,
 }
 assert tuple(STAGES) == config.STAGES
-
-
-def model_fingerprint(model: str, cfg: config.RunConfig | None = None) -> dict:
-    """What identifies the potential in the input hash: the MACE model file's sha256 (or the foundation
-    name); for ``mlip.calculator``, its package version and the sha256 of every file its arguments name."""
-    if cfg is not None and cfg.mlip.calculator:
-        from hpc_itc.core import ase_calculator
-
-        with keyed(MLIP_KEYS):
-            return ase_calculator.fingerprint(cfg.mlip.calculator, cfg.mlip.calculator_args, cfg.base_dir)
-    with keyed(MLIP_KEYS):
-        path = Path(mlip.resolve_model(model))
-    if path.is_file():
-        return {"model_sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
-    return {"model_name": model}
 
 
 def check_model_elements(cfg: config.RunConfig, calculator=None) -> None:
@@ -161,6 +145,7 @@ def run(path: str) -> int:
             model = model_fingerprint(cfg.model, cfg)
             sha = cfg.sha256(extra=model)
             ctx.results.stage_inputs = {stage: cfg.stage_inputs(stage, model) for stage in config.STAGES}
+            ctx.results.stage_inputs["committee"].update(committee.fingerprint(cfg))
             try:
                 lock.acquire()
             except OSError as exc:  # read-only folder, /proc, a full disk, a name too long ...
@@ -174,12 +159,12 @@ def run(path: str) -> int:
             log.info("hpc_itc %s: input %s (sha256 %s), results %s, %d rank(s)", __version__, path, ctx.input_sha256[:12], cfg.output_path, comm.size)
             for note in notes:
                 log.info("%s", note)
-        for name in cfg.run.stages:
+        for name in config.requested_stages(cfg.document):  # committee only when committee.models names members
             if is_done(name):
                 if comm.rank == 0:
                     log.info("stage %s: already in %s, skipped", name, cfg.output_path.name)
                 continue
-            needs = [] if name == "cohp" else config.STAGES[: config.STAGES.index(name)]
+            needs = config.NEEDS[name]
             missing = [st for st in needs if not ctx.results.is_complete(st)]
             if missing:
                 raise InputError("run.stages", f"stage '{name}' needs {', '.join(missing)} first; add them to run.stages")

@@ -34,6 +34,9 @@ class SerialComm:
     def allreduce(self, obj: Any, op: Any = None) -> Any:
         return obj
 
+    def Split(self, color: int = 0, key: int = 0) -> "SerialComm":  # noqa: N802 (mpi4py's name)
+        return self
+
     def Abort(self, errorcode: int = 1) -> None:  # noqa: N802 (mpi4py's name)
         os._exit(errorcode)
 

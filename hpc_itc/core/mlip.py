@@ -97,6 +97,15 @@ def default_model_path() -> pathlib.Path:
     return pathlib.Path(__file__).resolve().parents[1] / "models" / "default.model"
 
 
+def shipped_committee() -> list[pathlib.Path]:
+    """The committee members shipped in ``hpc_itc/models/committee/`` (``committee_<k>.model``, k = 1, 2, ...)."""
+    folder = default_model_path().parent / "committee"
+    found = sorted(folder.glob("committee_*.model"), key=lambda p: int(p.stem.rsplit("_", 1)[1]))
+    if len(found) < 2:
+        raise InvalidInput("committee.models", f"the packaged committee in {folder} is missing (broken install); reinstall hpc_itc or name model files")
+    return found
+
+
 def _foundation_names() -> tuple[str, ...]:
     names = set(_FOUNDATION_NAMES)
     try:  # a newer mace-torch may know more names

@@ -8,9 +8,11 @@ group, through :meth:`Context.write_stage` (atomic; MPI-IO where h5py has it).
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
 from hpc_itc import log as logmod
@@ -29,6 +31,23 @@ _log = logmod.get("stages")
 # the core's names of the MLIP settings -> their input keys
 MLIP_KEYS = {"model": "mlip.model", "device": "mlip.device", "dtype": "mlip.dtype", "num_threads": "mlip.num_threads",
              "calculator": "mlip.calculator", "calculator_args": "mlip.calculator_args"}
+
+
+def model_fingerprint(model: str, cfg: RunConfig | None = None) -> dict:
+    """What identifies the potential in the input hash: the MACE model file's sha256 (or the foundation
+    name); for ``mlip.calculator``, its package version and the sha256 of every file its arguments name."""
+    if cfg is not None and cfg.mlip.calculator:
+        from hpc_itc.core import ase_calculator
+
+        with keyed(MLIP_KEYS):
+            return ase_calculator.fingerprint(cfg.mlip.calculator, cfg.mlip.calculator_args, cfg.base_dir)
+    from hpc_itc.core import mlip
+
+    with keyed(MLIP_KEYS):
+        path = Path(mlip.resolve_model(model))
+    if path.is_file():
+        return {"model_sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+    return {"model_name": model}
 
 
 @dataclass

@@ -227,6 +227,21 @@ class ResultsFile:
         os.replace(tmp, self.path)
         self.clear_checkpoints(stage)
 
+    def copy_stage(self, source: "ResultsFile", stage: str) -> None:
+        """Write ``source``'s finished group ``stage`` into this file unchanged (datasets and attributes, then
+        sealed with this file's stage identity, which the caller sets to the source's), atomically."""
+        def writer(g: h5py.Group) -> None:
+            with reading(source.path, "run.output", [stage]) as f:
+                src = f[stage]
+                for name in src:
+                    f.copy(src[name], g, name)
+                for key, value in src.attrs.items():
+                    g.attrs[key] = value
+
+        with reading(source.path, "run.output", [stage]) as f:
+            seconds = float(f[stage].attrs.get("wall_seconds", 0.0))
+        self.write_stage(stage, writer, seconds)
+
     def seal(self, group: h5py.Group) -> None:
         """The stage's input identity and checksum, written last before the rename."""
         stage = group.name.strip("/")

@@ -188,6 +188,12 @@ def is_complete(f) -> bool:
     return group_complete(f, GROUP)
 
 
+def read_itc(f) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """(temperatures K, direction -> h(T) MW/(m^2 K)) of a finished /transport."""
+    g = f[GROUP]
+    return g["temperatures"][()], {d: g[d]["itc"][()] for d in ("left_to_right", "right_to_left") if d in g}
+
+
 def summary(f) -> dict[str, Any]:
     """The conductance entries of ``inspect`` (SPEC: itc_MW_m2K, radiation_limit_MW_m2K, ...); empty before the stage."""
     if not is_complete(f):

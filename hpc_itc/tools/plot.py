@@ -121,30 +121,69 @@ def fig_registry(files, plt, temperature_K: float = 300.0):
 
 
 def fig_itc(files, plt, temperature_K: float = 300.0):
-    """Fig. 3b: h in both directions for each file (bare and N-terminated side by side), values on the bars."""
+    """Fig. 3b: h in both directions for each file (bare and N-terminated side by side), values on the bars;
+    with a model committee (/committee) its mean ± spread as an error bar and each member as a dot."""
+    from hpc_itc.store.committee import read_committee
+
     have = _finished_transport(files)
     if not have:
         return None, "no finished transport stage"
     fig, ax = plt.subplots(figsize=(2.2 + 2.0 * len(have), 3.8))
     width = 0.38
     top = 0.0
+    committee_label = None
     for k, (path, f) in enumerate(have):
         g = f["transport"]
         t = _temperature_index(g, temperature_K, path)
+        committee = read_committee(f)
         for j, direction in enumerate(DIRECTIONS):
             if direction not in g:
                 continue
+            x = k + (j - 0.5) * width
             value = float(g[direction]["itc"][t])
-            bars = ax.bar(k + (j - 0.5) * width, value, width * 0.95, color=("C0", "C1")[j],
+            bars = ax.bar(x, value, width * 0.95, color=("C0", "C1")[j],
                           label=direction_name(f, direction) if k == 0 else None)
-            ax.bar_label(bars, fmt="%.1f", fontsize=8, padding=2)
             top = max(top, value)
+            if committee is not None and direction in committee.directions:
+                members = committee.at(direction, float(g["temperatures"][t]))
+                mean, spread = float(members.mean()), float(members.std(ddof=1))
+                committee_label = committee_label or f"committee mean ± spread ({len(members)} members)"
+                ax.errorbar(x, mean, yerr=spread, fmt="_", color="k", capsize=3, lw=1, zorder=3)
+                ax.plot(np.full(len(members), x), members, ".", color="k", ms=3, alpha=0.6, zorder=3)
+                ax.bar_label(bars, labels=[f"{value:.1f}\n({mean:.1f}±{spread:.1f})"], fontsize=7, padding=2)
+                top = max(top, float(members.max()), mean + spread)
+            else:
+                ax.bar_label(bars, fmt="%.1f", fontsize=8, padding=2)
+    if committee_label:
+        ax.errorbar([], [], yerr=[], fmt="_", color="k", capsize=3, lw=1, label=committee_label)
+        ratio = _paired_gain(have, temperature_K)
+        if ratio:
+            ax.text(0.02, 0.02, ratio, transform=ax.transAxes, fontsize=7, va="bottom")
     ax.set_xticks(np.arange(len(have)), [_label(f, p).replace(": ", "\n", 1) for p, f in have], fontsize=8)
-    ax.set_ylim(0, 1.35 * top if top > 0 else 1)  # room for the legend above the value labels
+    ax.set_ylim(0, (1.75 if committee_label else 1.35) * top if top > 0 else 1)  # room for the legend above the labels
     ax.set_ylabel("ITC h (MW m$^{-2}$ K$^{-1}$)")
     ax.set_title(f"interfacial thermal conductance at {temperature_K:g} K", fontsize=9)
-    ax.legend(fontsize=8, title="phonons incident", title_fontsize=8, loc="upper center", ncol=2)
+    ax.legend(fontsize=7 if committee_label else 8, title="phonons incident", title_fontsize=8, loc="upper center",
+              ncol=1 if committee_label and len(have) == 1 else 2)
     return fig, None
+
+
+def _paired_gain(have, temperature_K: float) -> str:
+    """'<b>/<a> = r ± s' (Cu → diamond) for two files whose committees have the same members, else ''."""
+    from hpc_itc.store.committee import paired_ratio, read_committee
+
+    if len(have) != 2:
+        return ""
+    (pa, fa), (pb, fb) = have
+    a, b = read_committee(fa), read_committee(fb)
+    if a is None or b is None or DIRECTIONS[0] not in a.directions:
+        return ""
+    try:
+        mean, spread = paired_ratio(a, b, DIRECTIONS[0], temperature_K)
+    except ValueError:  # other members: no paired ratio
+        return ""
+    return (f"h({Path(pb).stem}) / h({Path(pa).stem}) = {mean:.3f} ± {spread:.3f}\n"
+            f"(h ratio member by member, {direction_name(fa, DIRECTIONS[0])})")
 
 
 def fig_cumulative(files, plt, temperature_K: float = 300.0):

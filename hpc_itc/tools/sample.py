@@ -34,7 +34,7 @@ result does not depend on the number of ranks.
 
 Outputs in ``run.output_dir``: ``sampled.extxyz`` (config_type ``<kind>_rattle`` /
 ``<kind>_md``), optionally ``selected.extxyz`` + ``selection.csv`` (configurations
-ranked by force disagreement between ``select.models``) and ``vasp/`` input sets
+ranked by the force deviation of the committee ``select.models``) and ``vasp/`` input sets
 (:mod:`hpc_itc.core.dft`).  ``mlip.model = "emt"`` (and ``"emt"`` in ``select.models``)
 uses ASE's EMT, a cheap toy potential for tests and demos only: it is not a
 model of Cu/diamond.
@@ -54,7 +54,7 @@ from typing import Any
 
 import numpy as np
 
-from hpc_itc.config import Key, check_tables, read_toml, resolve_path
+from hpc_itc.config import SHIPPED_COMMITTEE, Key, check_tables, read_toml, resolve_path
 from hpc_itc.errors import InputError, keyed, message_line
 
 KINDS = ("cu", "diamond", "cu_diamond", "cu_n_diamond", "cu_cun_diamond")
@@ -70,7 +70,7 @@ _METHOD_CODE = {"rattle": 0, "md": 1, "relax": 2}
 SCHEMA: dict[str, dict[str, Key]] = {
     "run": {
         "output_dir": Key("path", "sample_out", "Folder for sampled.extxyz, selected.extxyz, selection.csv and vasp/ (relative to the input file's folder)."),
-        "steps": Key("str_list", ["sample", "dft"], "Steps to run, in order: 'sample' (write sampled.extxyz), 'select' (rank by force disagreement of select.models), 'dft' (VASP input sets). Without 'sample' the others read output_dir/sampled.extxyz from an earlier run.", choices=STEPS),
+        "steps": Key("str_list", ["sample", "dft"], "Steps to run, in order: 'sample' (write sampled.extxyz), 'select' (rank by the committee's force spread, select.models), 'dft' (VASP input sets). Without 'sample' the others read output_dir/sampled.extxyz from an earlier run.", choices=STEPS),
         "seed": Key("int", 0, "Master seed; every task's seed is derived from it and the task's identity.", minimum=0),
         "log_level": Key("str", "info", "Logging verbosity.", choices=("debug", "info", "warning")),
     },
@@ -115,7 +115,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "taut_fs": Key("float", 100.0, "Relaxation time of the berendsen and bussi thermostats, damping time of nose_hoover.", unit="fs", minimum=0.0, exclusive_min=True),
     },
     "select": {
-        "models": Key("str_list", [], "Committee for 'select': two or more models ('default', model files, foundation names, 'emt'); each configuration is scored by the largest per-atom force difference between any two of them.", min_length=0),
+        "models": Key("str_list", [], "Committee for 'select': [\"shipped\"] (the three committee members in hpc_itc/models/committee/) or two or more models ('default', model files, foundation names, 'emt'); each configuration is scored by the committee's spread, the largest over atoms of the standard deviation of the members' forces (eV/Å).", min_length=0),
         "count": Key("int", 10, "Configurations kept (the highest scores).", minimum=1),
     },
     "dft": {
@@ -151,6 +151,15 @@ class SampleConfig:
             return EMT_NAME
         candidate = resolve_path(self.base_dir, spec)
         return str(candidate.resolve()) if candidate.exists() else spec
+
+    def select_models(self) -> list[str]:
+        """select.models as model specs, ["shipped"] expanded to the shipped committee's files."""
+        models = list(self.data["select"]["models"])
+        if models == [SHIPPED_COMMITTEE]:
+            from hpc_itc.core.mlip import shipped_committee
+
+            return [str(p) for p in shipped_committee()]
+        return [self.model_spec(m) for m in models]
 
     def lattice_constant(self, material: str) -> float:
         from hpc_itc.core.structure import EXPERIMENTAL_LATTICE_A
@@ -232,8 +241,10 @@ def _cross_checks(data: dict[str, dict[str, Any]], base: Path) -> None:
     models = [data["mlip"]["model"]]
     if "select" in steps:
         sel = data["select"]["models"]
-        if len(sel) < 2:
-            raise InputError("select.models", f"got {sel!r}; the select step needs a list of two or more different models")
+        if sel == [SHIPPED_COMMITTEE]:
+            sel = []  # the shipped files exist (checked when they are loaded)
+        elif len(sel) < 2 or SHIPPED_COMMITTEE in sel:
+            raise InputError("select.models", f"got {sel!r}; the select step needs a list of two or more different models, or [\"shipped\"]")
         models += sel
     for i, model in enumerate(models):
         key = "mlip.model" if i == 0 else "select.models"
@@ -513,19 +524,19 @@ def run_sampling(cfg: SampleConfig, comm, log) -> list | None:
 
 # ----------------------------------------------------------------------------- selection
 
-def max_force_disagreement(atoms, calculators) -> float:
-    """Largest per-atom force difference |F_i - F_j| (eV/Å) between any two calculators."""
+def max_force_deviation(atoms, calculators) -> float:
+    """The committee's spread on ``atoms`` (eV/Å): the largest over atoms of the standard deviation of the
+    members' force vectors, sqrt(<|F_i - <F_i>|^2>) (DP-GEN's max force deviation; for two members
+    |F_1 - F_2| / 2)."""
     forces = []
     for calc in calculators:
         work = atoms.copy()
         work.calc = calc
         forces.append(np.asarray(work.get_forces(), dtype=float))
         work.calc = None
-    score = 0.0
-    for i in range(len(forces)):
-        for j in range(i + 1, len(forces)):
-            score = max(score, float(np.linalg.norm(forces[i] - forces[j], axis=1).max()))
-    return score
+    stack = np.array(forces)  # (members, atoms, 3)
+    deviation = np.sqrt(((stack - stack.mean(axis=0)) ** 2).sum(axis=2).mean(axis=0))
+    return float(deviation.max(initial=0.0))
 
 
 def select_by_disagreement(frames, calculators, count: int, comm=None) -> tuple[list[int], np.ndarray]:
@@ -536,7 +547,7 @@ def select_by_disagreement(frames, calculators, count: int, comm=None) -> tuple[
     from hpc_itc.parallel import SerialComm, my_share
 
     comm = comm or SerialComm()
-    mine = {i: max_force_disagreement(frames[i], calculators) for i in my_share(range(len(frames)), comm)}
+    mine = {i: max_force_deviation(frames[i], calculators) for i in my_share(range(len(frames)), comm)}
     scores = np.zeros(len(frames))
     for part in comm.allgather(mine):
         for i, s in part.items():
@@ -549,12 +560,12 @@ def run_selection(cfg: SampleConfig, frames, comm, log) -> list:
     """Score ``frames`` (on every rank) with select.models; rank 0 writes selected.extxyz and selection.csv."""
     m = cfg["mlip"]
     calcs = [make_calculator(cfg.model_spec(spec), device=m["device"], dtype=m["dtype"], num_threads=_threads(cfg),
-                             key="select.models") for spec in cfg["select"]["models"]]
+                             key="select.models") for spec in cfg.select_models()]
     chosen, scores = select_by_disagreement(frames, calcs, cfg["select"]["count"], comm)
     selected = []
     for rank, i in enumerate(chosen):
         atoms = frames[i].copy()
-        atoms.info["force_disagreement_eV_A"] = float(scores[i])
+        atoms.info["max_force_deviation_eV_A"] = float(scores[i])
         atoms.info["selection_rank"] = rank
         selected.append(atoms)
     if comm.rank == 0:
@@ -563,12 +574,12 @@ def run_selection(cfg: SampleConfig, frames, comm, log) -> list:
         rank_of = {i: r for r, i in enumerate(chosen)}
         with (out / SCORES_FILE).open("w", newline="") as fh:
             w = csv.writer(fh)
-            w.writerow(["sample_index", "config_type", "sample_id", "max_force_disagreement_eV_A", "selection_rank"])
+            w.writerow(["sample_index", "config_type", "sample_id", "max_force_deviation_eV_A", "selection_rank"])
             for i, atoms in enumerate(frames):
                 w.writerow([i, atoms.info.get("config_type", ""), atoms.info.get("sample_id", ""),
                             f"{scores[i]:.6f}", rank_of.get(i, "")])
-        log.info("select: %d of %d configurations by force disagreement of %s (max %.3f eV/Å) -> %s, %s",
-                 len(selected), len(frames), ", ".join(cfg["select"]["models"]), float(scores.max(initial=0.0)),
+        log.info("select: %d of %d configurations by the force deviation of the committee %s (max %.3f eV/Å) -> %s, %s",
+                 len(selected), len(frames), ", ".join(Path(m).name for m in cfg.select_models()), float(scores.max(initial=0.0)),
                  out / SELECTED_FILE, out / SCORES_FILE)
     return selected
 
@@ -606,7 +617,7 @@ def _prepare(cfg: SampleConfig) -> None:
     if "select" in steps:
         from hpc_itc.core.mlip import resolve_model
 
-        specs = [cfg.model_spec(s) for s in cfg["select"]["models"]]
+        specs = cfg.select_models()
         if len({s if s == EMT_NAME else resolve_model(s) for s in specs}) != len(specs):
             raise InputError("select.models", f"got {cfg['select']['models']!r}; the models must differ")
     if cfg.needs_mlip():

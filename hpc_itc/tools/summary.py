@@ -13,8 +13,9 @@ from typing import Any
 
 import tomllib
 
-from hpc_itc.config import DEFAULT_STAGES, STAGES
+from hpc_itc.config import STAGES, requested_stages
 from hpc_itc.store import cohp as cohp_store
+from hpc_itc.store import committee as committee_store
 from hpc_itc.store import force_constants as fc_store
 from hpc_itc.store import ldos as ldos_store
 from hpc_itc.store import relax as relax_store
@@ -32,7 +33,7 @@ def summary(path: str | Path) -> dict[str, Any]:
             cfg = tomllib.loads(f.attrs.get("input_toml", ""))
         except tomllib.TOMLDecodeError:
             cfg = {}
-        requested = cfg.get("run", {}).get("stages", list(DEFAULT_STAGES))
+        requested = requested_stages(cfg)
         out: dict[str, Any] = {
             "input_sha256": f.attrs.get("input_sha256"),
             "hpc_itc_version": f.attrs.get("hpc_itc_version"),
@@ -54,6 +55,7 @@ def summary(path: str | Path) -> dict[str, Any]:
         out.update(transport_store.summary(f))
         out.update(ldos_store.summary(f))
         out.update(cohp_store.summary(f))
+        out.update(committee_store.summary(f))
     pending = _checkpointed(path)
     if pending:
         out["checkpointed_tasks"] = pending
@@ -120,6 +122,13 @@ def _human(s: dict[str, Any], path: str) -> str:
                                                        for d, v in per_dir.items()))
         if "rectification_percent" in s:
             lines.append("  rectification " + "  ".join(f"{t} K: {v:.2f}%" for t, v in s["rectification_percent"].items()))
+    if "committee_itc_MW_m2K" in s:
+        lines.append(f"committee: {len(s['committee_members'])} members ({', '.join(s['committee_members'])}), h mean ± spread "
+                     f"({s['committee_spread']}) on the interface relaxed by mlip.model")
+        for direction, values in s["committee_itc_MW_m2K"].items():
+            lines.append(f"  h {structure_store.direction_name(names, direction):16s} " + "  ".join(
+                f"{t} K: {v['mean']:8.3f} ± {v['spread']:.3f} (members {', '.join(f'{x:.2f}' for x in v['members'])})"
+                for t, v in values.items()) + "  MW/(m^2 K)")
     if "overlap_factor_per_THz" in s:
         ov = s["overlap_layers"]
         lines.append(f"ldos: overlap factor S = {s['overlap_factor_per_THz']:.5f} 1/THz between layer {ov['layers'][0]} ({ov['left_atoms']}) and layer {ov['layers'][1]} ({ov['right_atoms']})")

@@ -211,7 +211,7 @@ def main_size(sweep_path: str) -> int:
 
 
 def _point_row(sweep: Sweep, index: int, overrides: dict[str, Any]) -> dict[str, Any]:
-    from hpc_itc.config import DEFAULT_STAGES
+    from hpc_itc.config import requested_stages
     from hpc_itc.tools.summary import summary
 
     out = sweep.point_output(index)
@@ -225,7 +225,7 @@ def _point_row(sweep: Sweep, index: int, overrides: dict[str, Any]) -> dict[str,
         row["status"] = f"unreadable ({type(exc).__name__})"
         return row
     # what the sweep asks for, not what the file's stored input asked for (run.stages is not hashed)
-    requested = sweep.point_raw(index, overrides).get("run", {}).get("stages", list(DEFAULT_STAGES))
+    requested = requested_stages(sweep.point_raw(index, overrides))
     missing = [st for st in requested if st not in s["stages_complete"]]
     row["status"] = "finished" if not missing else "unfinished"
     row["stages_complete"] = s["stages_complete"]

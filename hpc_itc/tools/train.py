@@ -10,17 +10,34 @@ Without a foundation model a model is trained from scratch with the
 architecture in ``[model]``.  Every setting is overridable, and ``extra_args``
 passes anything else straight to ``mace_run_train``.  ``--dry-run`` prints the
 command without running it.
+
+Data preparation (written to ``<work_dir>/data/`` and recorded in ``data.json`` there, only when
+one of these is set): ``valid_split = "config_type"`` takes the validation configurations from
+each ``config_type`` in proportion (mace's random split can leave a small family out of
+validation); ``[recipe] force_cap_eV_A`` weights a configuration whose RMS reference force
+exceeds the cap by (cap / RMS)^2 (mace's per-configuration ``config_weight``), so a few
+compressed, far-from-equilibrium configurations do not dominate the force loss.
+
+``[committee] size = N`` trains N members for error bars on h (``[mlip] committee`` of a run):
+member k (1..N) has seed ``seed + k``, its own validation split and, with
+``subsample_fraction < 1``, its own random subset of each ``config_type`` of the training data;
+it is written as ``<model_out stem>_<k>.model``.  ``--member K`` trains one member (one Slurm
+array task per member: ``jobscripts/train_committee.sbatch``).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import shutil
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from hpc_itc.config import Key, check_tables, read_toml, resolve_path
 from hpc_itc.errors import InputError
@@ -53,6 +70,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "energy_key": Key("str", "REF_energy", "Energy label key (eV)."),
         "forces_key": Key("str", "REF_forces", "Forces label key (eV/Å)."),
         "stress_key": Key("str", "REF_stress", "Stress label key (eV/Å^3)."),
+        "valid_split": Key("str", "random", "'random': mace's valid_fraction split; 'config_type': valid_fraction of each config_type (at least one each), seeded by seed, written to work_dir/data/.", choices=("random", "config_type")),
         "extra_args": Key("str_list", [], "More mace_run_train arguments, passed as given (e.g. [\"--patience\", \"20\"]).", min_length=0, unique=False),
     },
     "recipe": {
@@ -69,6 +87,11 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "amsgrad": Key("bool", True, "AMSGrad (paper: true)."),
         "default_dtype": Key("str", "float64", "Training precision.", choices=("float64", "float32")),
         "valid_fraction": Key("float", -1.0, "Validation fraction when no valid_file; default 0.05 (fine-tune), 0.1 (scratch).", minimum=-1.0, maximum=0.9),
+        "force_cap_eV_A": Key("float", 0.0, "Configurations whose RMS reference force exceeds this get config_weight (cap/RMS)^2 (energy, force and stress loss); 0 = all weight 1.", unit="eV/Å", minimum=0.0),
+    },
+    "committee": {
+        "size": Key("int", 0, "Members to train (seeds seed+1 .. seed+size, each its own validation split and subsample); 0 = one model.", minimum=0, maximum=64),
+        "subsample_fraction": Key("float", 1.0, "Fraction of each config_type of the training data a member trains on (drawn with the member's seed); 1 = all.", minimum=0.1, maximum=1.0),
     },
     "model": {
         "hidden_irreps": Key("str", "32x0e", "From scratch: hidden irreps (ignored when fine-tuning)."),
@@ -109,13 +132,112 @@ def recipe(data: dict[str, dict[str, Any]]) -> dict[str, Any]:
     return base
 
 
-def command(data: dict[str, dict[str, Any]], base: Path) -> list[str]:
-    """The mace_run_train argument list."""
+@dataclass(frozen=True)
+class Member:
+    """One model to train: the single model (index 0) or committee member ``index`` (1..size)."""
+
+    index: int
+    seed: int
+    name: str
+    work_dir: Path
+    model_out: Path | None  # where the model is copied; None: left in work_dir
+
+    @property
+    def model(self) -> Path:
+        return self.work_dir / f"{self.name}.model"
+
+
+def members(data: dict[str, dict[str, Any]], base: Path) -> list[Member]:
+    """What ``train`` trains: one model, or the ``[committee] size`` members."""
+    t = data["train"]
+    work = resolve_path(base, t["work_dir"])
+    out = resolve_path(base, t["model_out"]) if t["model_out"] else None
+    size = data["committee"]["size"]
+    if size == 0:
+        return [Member(0, t["seed"], t["name"], work, out)]
+    return [Member(k, t["seed"] + k, f"{t['name']}_{k}", work / f"member_{k}",
+                   out.with_name(f"{out.stem}_{k}{out.suffix}") if out else None) for k in range(1, size + 1)]
+
+
+def needs_prepared_data(data: dict[str, dict[str, Any]]) -> bool:
+    return (data["train"]["valid_split"] == "config_type" or data["committee"]["subsample_fraction"] < 1.0
+            or recipe(data).get("force_cap_eV_A", 0.0) > 0.0)
+
+
+def data_files(member: Member) -> tuple[Path, Path]:
+    folder = member.work_dir / "data"
+    return folder / "train.extxyz", folder / "valid.extxyz"
+
+
+def split_and_weight(frames: list, forces_key: str, valid_fraction: float, seed: int, by_config_type: bool,
+                     subsample_fraction: float, force_cap_eV_A: float) -> tuple[list[int], list[int], list[float]]:
+    """(train indices, valid indices, weight of each train index) of ``frames``.
+
+    Validation: with ``by_config_type``, ``round(valid_fraction * n)`` (at least 1 when n > 1) of each
+    config_type; otherwise none here (mace splits).  Training: the rest, of which a fraction
+    ``subsample_fraction`` of each config_type (at least 1) is kept.  Weight: (cap / RMS force)^2 when the
+    configuration's RMS reference force exceeds ``force_cap_eV_A`` > 0, else 1.  Seeded, reproducible."""
+    rng = np.random.default_rng(seed)
+    groups: dict[str, list[int]] = {}
+    for i, atoms in enumerate(frames):
+        groups.setdefault(str(atoms.info.get("config_type", "Default")), []).append(i)
+    train: list[int] = []
+    valid: list[int] = []
+    for kind in sorted(groups):
+        order = [int(i) for i in rng.permutation(groups[kind])]
+        n_valid = max(1, round(valid_fraction * len(order))) if by_config_type and len(order) > 1 else 0
+        valid += order[:n_valid]
+        rest = order[n_valid:]
+        train += rest[:max(1, round(subsample_fraction * len(rest)))]
+    train.sort()
+    valid.sort()
+    weights = []
+    for i in train:
+        rms = float(np.sqrt(np.mean(np.asarray(frames[i].arrays[forces_key]) ** 2)))
+        weights.append(min(1.0, (force_cap_eV_A / rms) ** 2) if force_cap_eV_A > 0 and rms > 0 else 1.0)
+    return train, valid, weights
+
+
+def prepare_data(data: dict[str, dict[str, Any]], base: Path, member: Member) -> dict[str, Any]:
+    """Write the member's training (and validation) file to ``<work_dir>/data`` and ``data.json``, the record of
+    which configurations went where with which weight; returns that record."""
+    from ase.io import read, write
+
+    t, r = data["train"], recipe(data)
+    source = resolve_path(base, t["train_file"])
+    frames = read(source, ":")
+    for i, atoms in enumerate(frames):
+        if t["forces_key"] not in atoms.arrays:
+            raise InputError("train.forces_key", f"configuration {i} of '{source}' has no per-atom array '{t['forces_key']}'")
+    by_type = t["valid_split"] == "config_type" and not t["valid_file"]
+    train, valid, weights = split_and_weight(frames, t["forces_key"], r["valid_fraction"], member.seed, by_type,
+                                             data["committee"]["subsample_fraction"], r.get("force_cap_eV_A", 0.0))
+    train_file, valid_file = data_files(member)
+    train_file.parent.mkdir(parents=True, exist_ok=True)
+    out = []
+    for i, w in zip(train, weights):
+        atoms = frames[i].copy()
+        atoms.info["config_weight"] = float(atoms.info.get("config_weight", 1.0)) * w
+        out.append(atoms)
+    write(train_file, out, format="extxyz")
+    if by_type:
+        write(valid_file, [frames[i] for i in valid], format="extxyz")
+    record = {"source": str(source), "seed": member.seed, "train_indices": train, "valid_indices": valid if by_type else None,
+              "config_weight": weights, "force_cap_eV_A": r.get("force_cap_eV_A", 0.0),
+              "subsample_fraction": data["committee"]["subsample_fraction"], "valid_split": t["valid_split"]}
+    (train_file.parent / "data.json").write_text(json.dumps(record, indent=1))
+    return record
+
+
+def command(data: dict[str, dict[str, Any]], base: Path, member: Member | None = None) -> list[str]:
+    """The mace_run_train argument list (of ``member``; default: the first of :func:`members`)."""
     t = data["train"]
     r = recipe(data)
-    work = resolve_path(base, t["work_dir"])
-    args = ["mace_run_train", "--name", t["name"], "--seed", str(t["seed"]), "--work_dir", str(work),
-            "--train_file", str(resolve_path(base, t["train_file"])), "--device", t["device"],
+    member = member or members(data, base)[0]
+    prepared = needs_prepared_data(data)
+    train_file, valid_file = data_files(member) if prepared else (resolve_path(base, t["train_file"]), None)
+    args = ["mace_run_train", "--name", member.name, "--seed", str(member.seed), "--work_dir", str(member.work_dir),
+            "--train_file", str(train_file), "--device", t["device"],
             "--energy_key", t["energy_key"], "--forces_key", t["forces_key"], "--stress_key", t["stress_key"],
             "--loss", r["loss"], "--energy_weight", str(r["energy_weight"]), "--forces_weight", str(r["forces_weight"]),
             "--stress_weight", str(r["stress_weight"]), "--E0s", str(r["E0s"]), "--lr", str(r["lr"]),
@@ -125,6 +247,8 @@ def command(data: dict[str, dict[str, Any]], base: Path) -> list[str]:
         args.append("--amsgrad")
     if t["valid_file"]:
         args += ["--valid_file", str(resolve_path(base, t["valid_file"]))]
+    elif prepared and t["valid_split"] == "config_type":
+        args += ["--valid_file", str(valid_file)]
     else:
         args += ["--valid_fraction", str(r["valid_fraction"])]
     if t["test_file"]:
@@ -143,25 +267,37 @@ def command(data: dict[str, dict[str, Any]], base: Path) -> list[str]:
     return args + list(t["extra_args"])
 
 
-def main_train(path: str, dry_run: bool = False) -> int:
+def main_train(path: str, dry_run: bool = False, member: int | None = None) -> int:
     data, base = load(path)
-    args = command(data, base)
-    print(shlex.join(args))
-    if dry_run:
-        return 0
-    if shutil.which(args[0]) is None:
-        raise InputError("train", "mace_run_train not found on PATH; install mace-torch")
-    env = dict(os.environ, TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD="1")
-    proc = subprocess.run(args, env=env)
-    if proc.returncode != 0:
-        print(f"error: mace_run_train exited with status {proc.returncode}; see the log in {resolve_path(base, data['train']['work_dir'])}/logs", file=sys.stderr)
-        return 1
-    t = data["train"]
-    model = resolve_path(base, t["work_dir"]) / f"{t['name']}.model"
-    if t["model_out"]:
-        out = resolve_path(base, t["model_out"])
-        out.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(model, out)
-        model = out
-    print(f"model: {model}  (check it: python -m hpc_itc evaluate {model} DATA.extxyz)")
+    todo = members(data, base)
+    if member is not None:
+        chosen = [m for m in todo if m.index == member]
+        if not chosen:
+            allowed = f"1..{len(todo)} ([committee] size)" if data["committee"]["size"] else "none: [committee] size is 0"
+            raise InputError("--member", f"got {member}; allowed: {allowed}")
+        todo = chosen
+    for m in todo:
+        args = command(data, base, m)
+        print(shlex.join(args))
+        if dry_run:
+            continue
+        if shutil.which(args[0]) is None:
+            raise InputError("train", "mace_run_train not found on PATH; install mace-torch")
+        if needs_prepared_data(data):
+            rec = prepare_data(data, base, m)
+            capped = sum(w < 1.0 for w in rec["config_weight"])
+            print(f"data: {len(rec['train_indices'])} training configurations ({capped} weighted below 1 by the force cap)"
+                  + (f", {len(rec['valid_indices'])} validation by config_type" if rec["valid_indices"] is not None else "")
+                  + f" -> {data_files(m)[0].parent}")
+        env = dict(os.environ, TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD="1")
+        proc = subprocess.run(args, env=env)
+        if proc.returncode != 0:
+            print(f"error: mace_run_train exited with status {proc.returncode}; see the log in {m.work_dir}/logs", file=sys.stderr)
+            return 1
+        model = m.model
+        if m.model_out:
+            m.model_out.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(model, m.model_out)
+            model = m.model_out
+        print(f"model: {model}  (check it: python -m hpc_itc evaluate {model} DATA.extxyz)")
     return 0

@@ -293,8 +293,8 @@ def test_selection_ranks_the_uncertain_configuration_first():
     assert len(chosen) == 2 and scores[chosen[0]] >= scores[chosen[1]]
 
 
-def test_select_step_with_default_model(tmp_path):
-    """sample -> select (shipped MACE model vs EMT) -> VASP inputs for the selected configurations only."""
+def test_select_step_with_the_shipped_committee(tmp_path):
+    """sample -> select (the shipped committee's force spread) -> VASP inputs for the selected configurations only."""
     text = """
 [run]
 output_dir = "sel"
@@ -319,7 +319,7 @@ num_threads = 1
 trajectories = 0
 
 [select]
-models = ["default", "emt"]
+models = ["shipped"]
 count = 3
 """
     out = _run(tmp_path, "sel", text=text)
@@ -328,6 +328,7 @@ count = 3
     rows = (out / "selection.csv").read_text().strip().splitlines()[1:]
     scores = {int(r.split(",")[0]): float(r.split(",")[3]) for r in rows}
     assert len(scores) == 10  # 5 kinds x 2 amplitudes x 1
+    assert min(scores.values()) > 0  # three distinct members spread on every configuration
     best = sorted(scores, key=lambda i: (-scores[i], i))[:3]
     assert [a.info["sample_index"] for a in selected] == best
     assert [a.info["selection_rank"] for a in selected] == [0, 1, 2]
@@ -377,3 +378,32 @@ def test_thermostats_are_seeded(thermostat):
     assert [t for _, t in runs[0]] == [5.0, 7.0]
     assert all(np.array_equal(x.positions, y.positions) for (x, _), (y, _) in zip(*runs))
     assert not np.allclose(runs[0][0][0].positions, atoms.positions)
+
+
+def test_committee_force_deviation_is_the_spread_of_the_members():
+    """Two members: max_i |F1 - F2|_i / 2; three: the standard deviation of the force vectors, by hand."""
+    from ase.build import bulk
+    from ase.calculators.emt import EMT
+
+    from hpc_itc.tools.sample import max_force_deviation
+
+    a = bulk("Cu", "fcc", a=3.6, cubic=True)
+    a.positions += np.random.default_rng(1).normal(scale=0.05, size=a.positions.shape)
+    forces = []
+    for calc in (EMT(), _perturbed_emt()):
+        b = a.copy()
+        b.calc = calc
+        forces.append(b.get_forces())
+    assert max_force_deviation(a, [EMT(), _perturbed_emt()]) == pytest.approx(
+        np.linalg.norm(forces[0] - forces[1], axis=1).max() / 2, rel=1e-12)
+    assert max_force_deviation(a, [EMT(), EMT()]) == 0.0
+    third = forces[1] * 0.0
+    mean = (forces[0] + forces[1] + third) / 3
+    spread = np.sqrt(sum(np.sum((f - mean) ** 2, axis=1) for f in (forces[0], forces[1], third)) / 3).max()
+
+    class Zero(EMT):
+        def calculate(self, *args, **kwargs):
+            super().calculate(*args, **kwargs)
+            self.results["forces"] = self.results["forces"] * 0.0
+
+    assert max_force_deviation(a, [EMT(), _perturbed_emt(), Zero()]) == pytest.approx(spread, rel=1e-12)

@@ -82,3 +82,48 @@ max_ell = 1
     assert summary.r_max_A == pytest.approx(3.0) and summary.num_interactions == 1
     table, _ = evaluate(str(small_data / "tiny.model"), str(small_data / "small.extxyz"))
     assert np.isfinite(table["all"]["forces_meV_A"])
+
+
+def test_split_by_config_type_subsample_and_force_cap():
+    """valid_split = config_type takes valid_fraction of every family; a member keeps subsample_fraction of the
+    rest of each; the force cap weights exactly the configurations above it by (cap / RMS)^2; seeded."""
+    from hpc_itc.tools.train import split_and_weight
+
+    frames = read("hpc_itc/data/split_train.extxyz", ":")
+    kinds = [a.info["config_type"] for a in frames]
+    rms = np.array([np.sqrt(np.mean(a.arrays["REF_forces"] ** 2)) for a in frames])
+    train, valid, weights = split_and_weight(frames, "REF_forces", 0.1, 124, True, 0.85, 2.0)
+    assert not set(train) & set(valid)
+    for kind in set(kinds):
+        n = kinds.count(kind)
+        n_valid = sum(kinds[i] == kind for i in valid)
+        assert n_valid == max(1, round(0.1 * n))
+        assert sum(kinds[i] == kind for i in train) == round(0.85 * (n - n_valid))
+    w = dict(zip(train, weights))
+    for i in train:
+        assert w[i] == pytest.approx(min(1.0, (2.0 / rms[i]) ** 2))
+    assert sum(x < 1 for x in weights) == sum(rms[i] > 2.0 for i in train) > 0  # the compressed Cu/diamond configs
+    assert split_and_weight(frames, "REF_forces", 0.1, 124, True, 0.85, 2.0) == (train, valid, weights)
+    other = split_and_weight(frames, "REF_forces", 0.1, 125, True, 0.85, 2.0)
+    assert other[0] != train  # another member, another subset
+    everything, none, ones = split_and_weight(frames, "REF_forces", 0.1, 1, False, 1.0, 0.0)
+    assert everything == list(range(len(frames))) and none == [] and set(ones) == {1.0}
+
+
+def test_committee_members_get_their_own_seed_data_and_model(small_data, capsys):
+    (small_data / "f.model").write_bytes(b"not read by a dry run")
+    text = ('[train]\ntrain_file = "small.extxyz"\nfoundation_model = "f.model"\nmodel_out = "out/c.model"\nseed = 7\n'
+            'valid_split = "config_type"\n[committee]\nsize = 3\nsubsample_fraction = 0.5\n')
+    (small_data / "t.toml").write_text(text)
+    data, base = load(str(small_data / "t.toml"))
+    from hpc_itc.tools.train import members
+
+    ms = members(data, base)
+    assert [m.seed for m in ms] == [8, 9, 10] and [m.model_out.name for m in ms] == ["c_1.model", "c_2.model", "c_3.model"]
+    args = command(data, base, ms[1])
+    assert args[args.index("--train_file") + 1].endswith("member_2/data/train.extxyz")
+    assert args[args.index("--valid_file") + 1].endswith("member_2/data/valid.extxyz") and "--valid_fraction" not in args
+    assert main(["train", str(small_data / "t.toml"), "--dry-run", "--member", "2"]) == 0
+    assert capsys.readouterr().out.count("mace_run_train") == 1
+    assert main(["train", str(small_data / "t.toml"), "--dry-run", "--member", "4"]) == 2
+    assert capsys.readouterr().err.startswith("error: --member: got 4; allowed: 1..3")
