@@ -71,6 +71,8 @@ def _parser() -> argparse.ArgumentParser:
     ck.add_argument("model", help="'default', a MACE model file, or a foundation-model name")
     ck.add_argument("--json", action="store_true")
     ck.add_argument("--plot", metavar="FILE.png", help="also plot the dispersions and DOS")
+    ck.add_argument("--lattice", default="relaxed", choices=("relaxed", "experimental"),
+                    help="phonons at the model's zero-pressure lattice constants (default) or at the measured ones")
     ck.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     ck.add_argument("--dtype", default="float64", choices=("float64", "float32"))
     tr = sub.add_parser("train", help="train or fine-tune a MACE model (mace_run_train with the paper's recipe)")
