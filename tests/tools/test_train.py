@@ -127,3 +127,30 @@ def test_committee_members_get_their_own_seed_data_and_model(small_data, capsys)
     assert capsys.readouterr().out.count("mace_run_train") == 1
     assert main(["train", str(small_data / "t.toml"), "--dry-run", "--member", "4"]) == 2
     assert capsys.readouterr().err.startswith("error: --member: got 4; allowed: 1..3")
+
+
+def test_finetune_recipe_asks_only_for_the_foundation_model(capsys):
+    """inputs/train_finetune.toml is complete except for the user's MACE-MPA-0 file, and says so in one line."""
+    assert main(["train", "inputs/train_finetune.toml", "--dry-run"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: train.foundation_model") and "\n" not in err
+
+
+@pytest.mark.parametrize("recipe", ["inputs/train_equivariant_cpu.toml",
+                                    "inputs/train_equivariant_gpu.toml", "hpc_itc/models/train_committee.toml"])
+def test_shipped_recipes_load_and_give_the_architecture_they_state(recipe):
+    """Every recipe the README and hpc_itc/models/README.md point to must load (known keys, data files that
+    exist) and hand mace_run_train the architecture and schedule written in it, or a user's replay breaks."""
+    import tomllib
+
+    with open(recipe, "rb") as fh:
+        raw = tomllib.load(fh)
+    data, base = load(recipe)
+    argv = command(data, base)
+    assert argv[0] == "mace_run_train"
+    given = {a[2:]: argv[k + 1] for k, a in enumerate(argv[:-1]) if a.startswith("--")}
+    for key in ("hidden_irreps", "max_ell", "correlation", "num_interactions"):
+        if key in raw.get("model", {}):
+            assert given[key] == str(raw["model"][key]), key
+    assert int(given["max_num_epochs"]) == raw.get("recipe", {}).get("max_num_epochs", int(given["max_num_epochs"]))
+    assert given["device"] == raw["train"].get("device", "cpu")
