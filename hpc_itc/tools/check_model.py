@@ -77,7 +77,7 @@ def check(model: str, device: str = "cpu", dtype: str = "float64", lattice: str 
 def format_report(summary: dict) -> str:
     lines = []
     for material, e in summary.items():
-        if e.get("lattice") == "experimental":
+        if e["lattice"] == "experimental":
             lines.append(f"{material}: a = {e['a_A']:.4f} Å (fixed at experiment, --lattice experimental)")
         else:
             lines.append(f"{material}: a = {e['a_A']:.4f} Å (experiment {e['a_reference_A']:.3f} Å, {100 * (e['a_A'] / e['a_reference_A'] - 1):+.2f}%)")

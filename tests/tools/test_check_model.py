@@ -5,6 +5,7 @@ import pathlib
 
 import numpy as np
 import pytest
+from ase import units
 from ase.build import bulk
 from ase.eos import EquationOfState
 from ase.io import read
@@ -63,7 +64,7 @@ def test_cu_lattice_is_the_dft_data_zero_pressure_lattice(report):
         for atoms in read(data_dir / name, ":"):
             if atoms.info.get("config_type") == "cu":
                 stress = np.reshape(atoms.info["REF_stress"], (3, 3))  # eV/Å³, ASE sign (tension positive)
-                pressure_GPa.append(-np.trace(stress) / 3 * 160.21766)
+                pressure_GPa.append(-np.trace(stress) / 3 / units.GPa)
                 a_eff.append(np.cbrt(4 * atoms.get_volume() / len(atoms)))  # fcc: 4 atoms per cubic cell
     assert len(a_eff) >= 10 and min(pressure_GPa) < 0 < max(pressure_GPa)
     roots = np.roots(np.polyfit(a_eff, pressure_GPa, 2))
